@@ -34,6 +34,9 @@ class Model:
     #: Score-based models whose scores are probabilities in [0, 1] (CLIP) get the fixed
     #: 0.5 threshold row in tables; for distances (PatchCore) that row means nothing.
     score_is_probability: bool = False
+    #: -M arguments that do not change the answers (concurrency, timeouts, cache folder):
+    #: left out of the run id, so a run can be resumed with other values.
+    runtime_args: tuple[str, ...] = ()
 
     def predict(self, queries: Sequence[Query]) -> list[Response]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -41,6 +41,22 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
         "adbench.models.patchcore:PatchCoreModel",
         "PatchCore: ImageNet CNN patch features, nearest-neighbour memory bank of normal images.",
     ),
+    "gpt-4.1": (
+        "adbench.models.openai_api:GPT41",
+        "OpenAI GPT-4.1 (snapshot gpt-4.1-2025-04-14); key from $OPENAI_API_KEY; -M mmad=true: MMAD's.",
+    ),
+    "gpt-4o": (
+        "adbench.models.openai_api:GPT4o",
+        "OpenAI GPT-4o (snapshot gpt-4o-2024-08-06); key from $OPENAI_API_KEY; -M mmad=true: MMAD's.",
+    ),
+    "gpt-4o-mini": (
+        "adbench.models.openai_api:GPT4oMini",
+        "OpenAI GPT-4o-mini (snapshot gpt-4o-mini-2024-07-18); key from $OPENAI_API_KEY; -M mmad=true: MMAD's.",
+    ),
+    "openai-compatible": (
+        "adbench.models.openai_api:OpenAIChatModel",
+        "Any chat-completions server (e.g. vLLM serve): -M base_url=http://HOST:PORT/v1 -M model=NAME.",
+    ),
 }
 
 BUILTIN_TASKS: dict[str, tuple[str, str]] = {

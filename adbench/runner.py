@@ -48,11 +48,16 @@ class RunSpec:
     max_cost: float | None = None  # USD; the run stops before a batch that would pass it
     progress: bool = True
 
-    def identity(self, data_root: Path) -> dict[str, Any]:
-        """What makes two runs the same run (and so the run id)."""
+    def identity(self, data_root: Path, runtime_args: Sequence[str] = ()) -> dict[str, Any]:
+        """What makes two runs the same run (and so the run id).
+
+        `runtime_args` are the model's -M arguments that change how answers are fetched,
+        not which (an API adapter's concurrency, timeout, cache folder): a run resumed
+        with other values keeps its directory.
+        """
         return {
             "model": self.model,
-            "model_args": self.model_args,
+            "model_args": {k: v for k, v in self.model_args.items() if k not in runtime_args},
             "task": self.task,
             "task_args": self.task_args,
             "data_root": str(data_root),
@@ -174,7 +179,7 @@ def run(spec: RunSpec) -> RunOutcome:
     if getattr(model, "output", None) == SCORE:
         samples += task.calibration_samples(data_root, samples)
 
-    identity = spec.identity(data_root)
+    identity = spec.identity(data_root, getattr(model, "runtime_args", ()))
     run_id = spec.run_id or stable_hash(identity)[:12]
     store = RunStore(Path(spec.out) / spec.task / spec.model / run_id)
     with store.locked():
