@@ -219,8 +219,8 @@ def test_mmad_preset_mirrors_mmads_gpt4o_request(server, suite, tmp_path, secret
         assert im.format == "JPEG" and im.size == (512, 512)  # 32x32 test images fitted into 512x512
     text = content[2]["text"]
     assert text.startswith(MMAD_INSTRUCTION)
-    assert "The first 1 image is the normal sample, which can be used as a template to compare." in text
-    assert "Question: Is there any defect in the object? \nA. Yes.\nB. No.\n" in text
+    assert "The first 1 image shows a normal sample to compare with." in text
+    assert "Question: Is there any defect in the object?\nA. Yes.\nB. No.\n" in text
     config = json.loads((o.run_dir / "config.json").read_text())["model_config"]
     assert config["model"] == "gpt-4o-2024-08-06" and config["mmad"] is True
     assert config["price"]["input"] == PRICE_IN  # the -M override of the table
@@ -288,7 +288,8 @@ def test_mmad_text_without_references_has_no_template_sentence():
 
     q = Query(id="x", images=["q.png"], question="Is it broken?", options={"A": "Yes.", "B": "No."}, prompt="")
     text = mmad_text(q)
-    assert "normal sample" not in text and text.endswith("Question: Is it broken? \nA. Yes.\nB. No.\n\n")
+    assert "normal sample" not in text and text.endswith("Question: Is it broken?\nA. Yes.\nB. No.\n")
+    assert mmad_text(q, "CUSTOM\n").startswith("CUSTOM\n")  # -M instruction_file text
 
 
 def test_mmad_mode_asks_again_after_a_refusal_like_reply_and_counts_both(suite, tmp_path, secret):

@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from adbench.answers import parse_option
@@ -62,14 +63,14 @@ SNAPSHOTS = {
 
 DETAILS = ("auto", "low", "high")
 
-#: MMAD's instruction for GPT-4o, verbatim (jam-cc/MMAD evaluation/examples/GPT4/gpt4o.py):
-#: the protocol text itself, kept identical so that scores stay comparable with MMAD's table.
+#: The instruction of the MMAD-style request, in adbench's own words. It keeps the
+#: structure of MMAD's GPT-4o script (inspector role, judge the query image, answer
+#: with the option letter) but not its wording; `-M instruction_file=PATH` sends any
+#: other text instead, e.g. the exact instruction from a user's own MMAD checkout.
 MMAD_INSTRUCTION = (
-    "\nYou are an industrial inspector who checks products by images. You should judge whether there is a "
-    "defect in the query image and answer the questions about it.\n"
-    "Answer with the option's letter from the given choices directly!\n\n"
-    "Finally, you should output a list of answer, such as:\n"
-    "1. Answer: B.\n2. Answer: B.\n3. Answer: A.\n...\n"
+    "You inspect manufactured products in images. Decide whether the query image shows a defect, "
+    "then answer the question about it.\n"
+    "Reply with the letter of the chosen option only.\n"
 )
 
 #: MMAD's script asks again (up to 5 times) when a reply contains one of these words.
@@ -106,19 +107,16 @@ def _flag(value: Any, name: str) -> bool:
     raise APIConfigError(f"-M {name} must be true or false, got {value!r}")
 
 
-def mmad_text(query: Query) -> str:
-    """The one text block MMAD's script sends after the images (its sentences joined as it joins them)."""
-    incontext = ""
+def mmad_text(query: Query, instruction: str = MMAD_INSTRUCTION) -> str:
+    """The one text block an MMAD-style request sends after the images."""
+    parts = [instruction]
     if query.n_references:
-        incontext = (
-            f"The first {query.n_references} image is the normal sample, which can be used as a template to compare."
-        )
+        n = query.n_references
+        parts.append(f"The first {n} image{'s show' if n > 1 else ' shows'} a normal sample to compare with. ")
+    parts.append("The last image is the query image.\n")
     options = "".join(f"{k}. {v}\n" for k, v in query.options.items())
-    question = f"Question: {query.question} \n{options}"
-    return (
-        MMAD_INSTRUCTION + incontext + "The last image is the query image"
-        + "Following is the question list: " + "\n" + question + "\n"
-    )
+    parts.append(f"Question: {query.question}\n{options}")
+    return "".join(parts)
 
 
 def _message_text(content: Any) -> str | None:
@@ -192,6 +190,7 @@ class OpenAIChatModel(Model):
         image_format: str | None = None,
         jpeg_quality: int = 95,
         system_prompt: str | None = None,
+        instruction_file: str | None = None,
         concurrency: int = 4,
         timeout: float = 60.0,
         max_retries: int = 5,
@@ -237,6 +236,12 @@ class OpenAIChatModel(Model):
             quality=int(jpeg_quality),
         )
         self.system_prompt = system_prompt
+        self.instruction = MMAD_INSTRUCTION
+        if instruction_file:
+            try:
+                self.instruction = Path(instruction_file).read_text(encoding="utf-8")
+            except OSError as e:
+                raise APIConfigError(f"-M instruction_file: cannot read {instruction_file}: {e}") from e
         self.reask_words = MMAD_REASK_WORDS if self.mmad else ()
         if int(concurrency) < 1:
             raise APIConfigError(f"-M concurrency must be at least 1, got {concurrency!r}")
@@ -291,7 +296,7 @@ class OpenAIChatModel(Model):
             return {"type": "image_url", "image_url": part}
 
         if self.mmad:
-            return [*(image(p) for p in query.images), {"type": "text", "text": mmad_text(query)}]
+            return [*(image(p) for p in query.images), {"type": "text", "text": mmad_text(query, self.instruction)}]
         segments = query.meta.get("segments")
         if not segments:  # a task without interleaving: images (references first), then the prompt
             return [*(image(p) for p in query.images), {"type": "text", "text": query.prompt}]
@@ -493,7 +498,7 @@ class OpenAIChatModel(Model):
         }
 
     def prompt_text(self) -> str:
-        return "\n".join(t for t in (self.system_prompt, MMAD_INSTRUCTION if self.mmad else None) if t)
+        return "\n".join(t for t in (self.system_prompt, self.instruction if self.mmad else None) if t)
 
     def close(self) -> None:
         self._stop.set()
