@@ -5,6 +5,8 @@
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--format markdown|csv|latex] [--out FILE]
     adbench data demo [--out DIR]
+    adbench data check [--data-root DIR] [--datasets NAME...]
+    adbench data boxes [--data-root DIR] [--datasets NAME...] [--kernel K] [--min-area A]
     adbench demo
 
 Every command prints errors as one line naming the bad file or argument, and exits 2.
@@ -59,12 +61,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     p.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
 
-    p = sub.add_parser("data", help="datasets: generate the demo suite")
+    p = sub.add_parser("data", help="datasets: demo suite, checks, pseudo boxes")
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("demo", help="write the built-in demo suite (MMAD format)")
     d.add_argument("--out", type=Path, help="folder (default: <data root>/demo)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--force", action="store_true", help="regenerate even if present")
+    d = dsub.add_parser("check", help="which datasets are present, image counts, and every problem with its path")
+    d.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
+    d.add_argument("--datasets", nargs="+", metavar="NAME", help="check only these (exit 1 if one is unusable)")
+    d.add_argument("--fast", action="store_true", help="only check that files exist (do not open images)")
+    d.add_argument("--show", type=int, default=20, help="paths listed per kind of problem (default 20)")
+    d.add_argument("--workers", type=int, default=8, help="threads checking images (default 8)")
+    d = dsub.add_parser("boxes", help="precompute the pseudo ground-truth boxes of every mask (cached on disk)")
+    d.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
+    d.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets (default: all present)")
+    d.add_argument("--kernel", type=int, default=None, help="dilation kernel side, pixels (default 15)")
+    d.add_argument("--min-area", type=int, default=None, help="smallest component kept, pixels (default 16)")
+    d.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    d.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="run every offline model on the demo suite and print the leaderboard")
     p.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
@@ -137,6 +152,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command == "check":
+        return cmd_data_check(args)
+    if args.data_command == "boxes":
+        return cmd_data_boxes(args)
     from adbench.data.demo import generate_demo
     from adbench.data.paths import default_data_root
 
@@ -144,6 +163,71 @@ def cmd_data(args: argparse.Namespace) -> int:
     generate_demo(out, seed=args.seed, force=args.force)
     print(out)
     return 0
+
+
+def _dataset_names(items: list[str] | None) -> list[str] | None:
+    """--datasets a b or --datasets a,b; validated against the catalog."""
+    from adbench.data.catalog import spec
+
+    if not items:
+        return None
+    return [spec(n).name for item in items for n in item.split(",") if n.strip()]
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from adbench.data.check import ABSENT, check_datasets, format_report
+    from adbench.data.paths import default_data_root
+
+    root = (args.data_root or default_data_root()).expanduser()
+    names = _dataset_names(args.datasets)
+    reports = check_datasets(root, names, verify=not args.fast, workers=args.workers)
+    print(format_report(root, reports, show=args.show), end="")
+    requested = reports if names else [r for r in reports if r.status != ABSENT]
+    if not requested:
+        print(f"adbench: no dataset found under {root}; the README lists where to get each and its folder name",
+              file=sys.stderr)
+        return 1
+    bad = [r.name for r in requested if not r.usable]
+    if bad:
+        print(f"adbench: unusable: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_data_boxes(args: argparse.Namespace) -> int:
+    import time
+
+    from adbench.data.catalog import DATASETS, dataset_dir
+    from adbench.data.paths import default_data_root
+    from adbench.data.pseudo_boxes import BoxParams, default_cache_dir, precompute
+    from adbench.schema import ANOMALOUS
+
+    root = (args.data_root or default_data_root()).expanduser()
+    defaults = BoxParams()
+    params = BoxParams(args.kernel or defaults.kernel, args.min_area or defaults.min_area)
+    names = _dataset_names(args.datasets) or [n for n in DATASETS if dataset_dir(root, n).is_dir()]
+    if not names:
+        print(f"adbench: no dataset found under {root}", file=sys.stderr)
+        return 1
+    status = 0
+    for name in names:
+        folder = dataset_dir(root, name)
+        if not folder.is_dir():
+            print(f"{name}: not found at {folder}", file=sys.stderr)
+            status = 1
+            continue
+        masks = [s.mask for s in DATASETS[name].scan(folder).samples if s.label == ANOMALOUS and s.mask]
+        t0 = time.perf_counter()
+        r = precompute(masks, default_cache_dir(root), params, workers=args.workers, progress=not args.no_progress)
+        print(f"{name}: {r.n_masks} masks, {r.n_boxes} boxes ({r.computed} computed, {r.cached} from cache) "
+              f"in {time.perf_counter() - t0:.1f} s; kernel {params.kernel}, min area {params.min_area}")
+        for _mask, err in r.errors or []:
+            print(f"  error: {err}", file=sys.stderr)
+            status = 1
+        if r.write_error:
+            print(f"  {r.write_error}", file=sys.stderr)
+    print(default_cache_dir(root))
+    return status
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

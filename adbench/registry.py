@@ -68,6 +68,23 @@ BUILTIN_TASKS: dict[str, tuple[str, str]] = {
         "adbench.tasks.demo:multitask",
         "Built-in demo suite: defect classification / localization and object questions.",
     ),
+    "mmad-binary": (
+        "adbench.tasks.mmad:binary",
+        "MMAD (MVTec, VisA, LOCO, GoodsAD) Anomaly Detection, eval split, 1-shot (Table 1).",
+    ),
+    "mmad-multitask": (
+        "adbench.tasks.mmad:multitask",
+        "MMAD defect and object questions, Object Analysis merged, eval split (Table 3).",
+    ),
+    "mmad": ("adbench.tasks.mmad:all_questions", "MMAD, every question type, eval split."),
+    "cross-visa": ("adbench.tasks.cross:visa", "VisA test split, yes/no, one normal reference (Table 2)."),
+    "cross-mpdd": ("adbench.tasks.cross:mpdd", "MPDD test split, yes/no, one normal reference (Table 2)."),
+    "cross-dtd": ("adbench.tasks.cross:dtd", "DTD-Synthetic test split, yes/no, one normal reference (Table 2)."),
+    "cross-dagm": ("adbench.tasks.cross:dagm", "DAGM 2007 test split, yes/no, one normal reference (Table 2)."),
+    "cross-dataset": (
+        "adbench.tasks.cross:suite",
+        "VisA + MPDD + DTD + DAGM test splits in one run, one normal reference (Table 2).",
+    ),
 }
 
 _extra: dict[str, dict[str, Entry]] = {"models": {}, "tasks": {}}
