@@ -4,6 +4,9 @@
     adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--format markdown|csv|latex] [--out FILE]
+    adbench leaderboard --layout table1|table2|table3|table4|datasets [RUN_DIR...] [--reference paper]
+                        [--compare MODEL] [--ci] [--format ...] [--out FILE]
+    adbench report RUN_DIR [--out FILE.html]
     adbench data demo [--out DIR]
     adbench data check [--data-root DIR] [--datasets NAME...]
     adbench data boxes [--data-root DIR] [--datasets NAME...] [--kernel K] [--min-area A]
@@ -56,10 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="recompute results.json from samples.jsonl")
     p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
 
-    p = sub.add_parser("leaderboard", help="table of runs: models x datasets")
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    p = sub.add_parser("leaderboard", help="table of runs: models x datasets, or one of the paper's tables")
+    p.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     p.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
+    p.add_argument("--layout", help="table1 (MMAD binary per dataset), table2 (cross-dataset), table3 (question "
+                   "types), table4 (ablation) or datasets (one column per dataset; the default with --compare/--ci)")
+    p.add_argument("--reference", choices=["paper"], help="add the published rows of the layout's paper table")
+    p.add_argument("--compare", metavar="MODEL", help="add difference columns against this row (a run's label or "
+                   "a published model, e.g. GPT-4.1); McNemar's test where both are runs on the same samples")
+    p.add_argument("--ci", action="store_true", help="95%% bootstrap confidence interval for every run figure")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+    p = sub.add_parser("report", help="self-contained HTML report of one run (images, boxes, reasoning, answers)")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, help="HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--thumb", type=int, default=256, help="thumbnail size in pixels (longest side, default 256)")
+    p.add_argument("--per-page", type=int, default=50, help="samples per page (default 50)")
 
     p = sub.add_parser("data", help="datasets: demo suite, checks, pseudo boxes")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -140,14 +158,33 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from adbench.leaderboard import collect_rows, render
+    if args.layout is None and args.reference is None and args.compare is None and not args.ci:
+        from adbench.leaderboard import collect_rows, render
 
-    text = render(collect_rows(args.run_dirs), args.format)
+        if not args.run_dirs:
+            raise ValueError("give at least one RUN_DIR (or --layout ... --reference paper)")
+        text = render(collect_rows(args.run_dirs), args.format)
+    else:
+        from adbench.tables import build_table, render_table
+
+        if args.reference and args.layout is None:
+            raise ValueError("--reference needs --layout table1|table2|table3|table4")
+        table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
+                            compare=args.compare, ci=args.ci, n_resamples=args.resamples,
+                            confidence=args.confidence, seed=args.seed)
+        text = render_table(table, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
         print(args.out)
     else:
         print(text, end="")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from adbench.report import write_report
+
+    print(write_report(args.run_dir, args.out, thumb=args.thumb, per_page=args.per_page))
     return 0
 
 
@@ -254,6 +291,7 @@ COMMANDS = {
     "run": cmd_run,
     "score": cmd_score,
     "leaderboard": cmd_leaderboard,
+    "report": cmd_report,
     "data": cmd_data,
     "demo": cmd_demo,
 }

@@ -36,6 +36,25 @@ def load_results(run_dir: Path) -> dict[str, Any]:
     return store.read_results()
 
 
+def run_variants(results: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(threshold rule, label suffix) for each row a run gives: one row (None, "") for a
+    generative model; for a score-based one `*` (youden, an oracle), ` (t)` (fixed, shown
+    for probability scores or when it is the headline rule) and ` (calib.)`."""
+    if "rules" not in results:
+        return [(None, "")]
+    rules = results["rules"]
+    show_fixed = results.get("score_is_probability") or results.get("threshold_rule") == "fixed"
+    out: list[tuple[str | None, str]] = []
+    for rule, suffix in (("youden", "*"), ("fixed", None), ("calibrated", " (calib.)")):
+        if rule not in rules or (rule == "fixed" and not show_fixed):
+            continue
+        if suffix is None:
+            t = rules[rule]["thresholds"].get("all", 0.5)
+            suffix = f" ({t:g})"
+        out.append((rule, suffix))
+    return out
+
+
 def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir: str = "") -> list[Row]:
     name = label or results["model"]
     metrics = results["metrics"]
@@ -49,30 +68,29 @@ def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir
         if not results.get("complete", True):
             notes.append("incomplete run")
         return [Row(name, values({k: v["accuracy"] for k, v in metrics.items()}), run_dir, notes)]
-    rules = results["rules"]
-    out = []
-    show_fixed = results.get("score_is_probability") or results.get("threshold_rule") == "fixed"
-    for rule, suffix in (("youden", "*"), ("fixed", None), ("calibrated", " (calib.)")):
-        if rule not in rules or (rule == "fixed" and not show_fixed):
-            continue
-        if suffix is None:
-            t = rules[rule]["thresholds"].get("all", 0.5)
-            suffix = f" ({t:g})"
-        out.append(Row(name + suffix, values(rules[rule]["accuracy"]), run_dir))
-    return out
+    return [Row(name + suffix, values(results["rules"][rule]["accuracy"]), run_dir)
+            for rule, suffix in run_variants(results)]
 
 
-def collect_rows(run_dirs: Sequence[Path]) -> list[Row]:
-    loaded = [(Path(d), load_results(Path(d))) for d in run_dirs]
+def run_labels(loaded: Sequence[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """A label per run: the model name, with the task or run id where names would collide."""
     tasks = {r["task"] for _, r in loaded}
     names = [r["model"] for _, r in loaded]
-    rows: list[Row] = []
+    labels = []
     for d, res in loaded:
         label = res["model"]
         if len(tasks) > 1:
             label = f"{label} [{res['task']}]"
         if names.count(res["model"]) > 1:
             label = f"{label} [{res.get('run_id', d.name)}]"
+        labels.append(label)
+    return labels
+
+
+def collect_rows(run_dirs: Sequence[Path]) -> list[Row]:
+    loaded = [(Path(d), load_results(Path(d))) for d in run_dirs]
+    rows: list[Row] = []
+    for (d, res), label in zip(loaded, run_labels(loaded)):
         rows.extend(rows_from_results(res, label, str(d)))
     return rows
 

@@ -1,4 +1,5 @@
-"""Metric functions on plain arrays: accuracy, MMAD's balanced accuracy, AUROC, thresholds.
+"""Metric functions on plain arrays: accuracy, MMAD's balanced accuracy, AUROC, thresholds,
+bootstrap confidence intervals and McNemar's test.
 
 Scoring of Records into results.json lives in `adbench.scoring`; this module only
 computes numbers, so each function can be checked against scikit-learn or by hand.
@@ -7,7 +8,8 @@ computes numbers, so each function can be checked against scikit-learn or by han
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,3 +88,115 @@ def decide(scores: Sequence[float], threshold: float, *, strict: bool = False) -
 
 def finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+# -- uncertainty and paired significance ---------------------------------------------------
+
+#: Below this many discordant pairs McNemar's test uses the exact binomial distribution;
+#: from it on, the chi-square approximation (with continuity correction) is close enough.
+MCNEMAR_EXACT_BELOW = 25
+
+
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    *,
+    strata: Sequence[Hashable] | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_cells: int = 4_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap confidence interval of a statistic of `n` samples.
+
+    `statistic(idx)` gets a (B, n) integer array, each row one resample given as
+    indices into the original samples, and returns B values (shape (B,)) or B rows of
+    k values (shape (B, k)): it is vectorised so that thousands of resamples cost a
+    few array operations. With `strata` (one key per sample) every resample draws,
+    with replacement, as many samples from each stratum as it holds, and an index
+    stays inside its stratum's positions: a figure that averages per-dataset
+    accuracies is then resampled within each dataset. Seeded (numpy PCG64), so the
+    same call gives the same interval. Resamples are drawn in chunks of at most
+    `max_cells` indices to bound memory on large runs.
+
+    Returns (low, high), the (1 - confidence) / 2 and (1 + confidence) / 2 quantiles of
+    the bootstrap distribution: 0-d arrays (use float()) for a (B,) statistic, arrays of
+    k values for a (B, k) one.
+    """
+    if n < 1:
+        raise MetricError("bootstrap needs at least one sample")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    keys = [0] * n if strata is None else list(strata)
+    if len(keys) != n:
+        raise ValueError(f"strata has {len(keys)} keys for {n} samples")
+    groups: dict[Hashable, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    positions = [np.asarray(v, dtype=np.int64) for v in groups.values()]
+    rng = np.random.Generator(np.random.PCG64(seed))
+    chunk = max(1, min(n_resamples, max_cells // n))
+    values = []
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        idx = np.empty((b, n), dtype=np.int64)
+        for pos in positions:  # each stratum refills its own columns from its own members
+            idx[:, pos] = pos[rng.integers(0, len(pos), size=(b, len(pos)))]
+        values.append(np.asarray(statistic(idx), dtype=float))
+    dist = np.concatenate(values, axis=0)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(dist, [alpha, 1 - alpha], axis=0)
+    return low, high
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """McNemar's test of two classifiers on the same samples.
+
+    only_a: samples A got right and B wrong; only_b: the reverse (the discordant pairs).
+    statistic: the continuity-corrected chi-square statistic max(|only_a - only_b| - 1, 0)^2
+    / (only_a + only_b) (0 when there are no discordant pairs), given whichever method
+    produced the p-value. method: "exact" (two-sided binomial test of only_a among the
+    discordant pairs with p = 1/2) or "chi2" (chi-square, 1 degree of freedom, with the
+    continuity correction).
+    """
+
+    only_a: int
+    only_b: int
+    statistic: float
+    p_value: float
+    method: str
+
+    @property
+    def discordant(self) -> int:
+        return self.only_a + self.only_b
+
+
+def mcnemar(
+    a_correct: Sequence[bool], b_correct: Sequence[bool], *, exact_below: int = MCNEMAR_EXACT_BELOW
+) -> McNemarResult:
+    """McNemar's test on paired per-sample correctness of two models (same samples, same order).
+
+    Exact binomial p-value when there are fewer than `exact_below` discordant pairs
+    (the chi-square approximation is poor there), else chi-square with continuity
+    correction. Only the discordant pairs carry information; samples both models got
+    right or both got wrong do not enter.
+    """
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"McNemar needs two equally long 1-D sequences, got {a.shape} and {b.shape}")
+    only_a = int(np.sum(a & ~b))
+    only_b = int(np.sum(~a & b))
+    d = only_a + only_b
+    if d == 0:
+        return McNemarResult(0, 0, 0.0, 1.0, "exact")
+    stat = max(abs(only_a - only_b) - 1, 0) ** 2 / d
+    if d < exact_below:
+        k = min(only_a, only_b)
+        tail = sum(math.comb(d, i) for i in range(k + 1)) / 2**d
+        return McNemarResult(only_a, only_b, float(stat), float(min(1.0, 2 * tail)), "exact")
+    # chi-square with one degree of freedom: P(X > s) = erfc(sqrt(s / 2))
+    return McNemarResult(only_a, only_b, float(stat), float(math.erfc(math.sqrt(stat / 2))), "chi2")
