@@ -93,10 +93,12 @@ def mask_outline(path: str, size: int) -> dict[str, Any]:
 def _questions(config: dict[str, Any], records: Sequence[Record]) -> tuple[dict[str, Any], str]:
     """Question text and options per sample id, re-read from the task's data; note if unavailable.
 
-    Records do not store the question text, so the report asks the task for its
-    samples again, but only when the data is still where the run read it (it never
-    downloads or generates anything for a report).
+    Records store the question and options; for runs recorded before they did, the
+    report asks the task for its samples again, but only when the data is still where
+    the run read it (it never downloads or generates anything for a report).
     """
+    if records and all(r.question for r in records):
+        return {r.id: {"q": r.question, "opts": [[k, v] for k, v in r.options.items()]} for r in records}, ""
     data_root = Path(config.get("data_root", ""))
     if not records or not config.get("task"):
         return {}, ""

@@ -155,6 +155,8 @@ class Record:
     stages: dict[str, str] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)
     mask: str | None = None
+    question: str = ""
+    options: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -216,6 +216,8 @@ class QuestionTask:
             stages=dict(r.stages),
             references=list(s.references),
             mask=s.mask,
+            question=s.question,
+            options=dict(s.options),
             meta={**r.meta, **({"sample": s.meta.get("key")} if s.meta.get("key") else {})},
         )
 
