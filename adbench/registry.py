@@ -41,6 +41,14 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
         "adbench.models.patchcore:PatchCoreModel",
         "PatchCore: ImageNet CNN patch features, nearest-neighbour memory bank of normal images.",
     ),
+    "winclip": (
+        "adbench.models.winclip:WinCLIPModel",
+        "WinCLIP / WinCLIP+ (open_clip ViT-B-16-plus-240): prompt ensemble, multi-scale windows; score in [0, 1].",
+    ),
+    "anomalyclip": (
+        "adbench.models.anomalyclip:AnomalyCLIPModel",
+        "AnomalyCLIP (CLIP ViT-L/14@336px + learned object-agnostic prompts, local checkpoint); score in [0, 1].",
+    ),
 }
 
 BUILTIN_TASKS: dict[str, tuple[str, str]] = {
