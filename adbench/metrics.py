@@ -37,14 +37,26 @@ def balanced_accuracy(correct: Sequence[bool], labels: Sequence[int]) -> float |
     return float(np.mean(parts)) if parts else None
 
 
+def _finite(scores: Sequence[float], what: str) -> np.ndarray:
+    """Scores as floats; NaN or infinite scores are a MetricError (sklearn would raise ValueError)."""
+    s = np.asarray(scores, dtype=float)
+    bad = int((~np.isfinite(s)).sum())
+    if bad:
+        raise MetricError(f"{what} needs finite scores; {bad} of {s.size} are NaN or infinite")
+    return s
+
+
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Area under the ROC curve (label 1 = anomalous = positive); needs both classes."""
+    """Area under the ROC curve (label 1 = anomalous = positive); needs both classes.
+
+    Tied scores count half (sklearn's rule), so all-equal scores give 0.5.
+    """
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(labels)
     if len(np.unique(y)) < 2:
         raise MetricError("AUROC needs both normal and anomalous samples")
-    return float(roc_auc_score(y, np.asarray(scores, dtype=float)))
+    return float(roc_auc_score(y, _finite(scores, "AUROC")))
 
 
 def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
@@ -53,14 +65,16 @@ def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
     sklearn's roc_curve starts with an infinite threshold (predict nothing anomalous);
     it is never returned. Ties between equal J values are broken by taking the largest
     threshold (the most conservative rule, fewest alarms). All-equal scores give that
-    score (everything anomalous, J = 0). A single-class set raises MetricError.
+    score (everything anomalous, J = 0). A single-class set, or a NaN or infinite
+    score, raises MetricError (scoring then reports no Youden threshold for that
+    dataset, with the reason, instead of crashing).
     """
     from sklearn.metrics import roc_curve
 
     y = np.asarray(labels)
     if len(np.unique(y)) < 2:
         raise MetricError("Youden's J needs both normal and anomalous samples")
-    fpr, tpr, thr = roc_curve(y, np.asarray(scores, dtype=float), drop_intermediate=False)
+    fpr, tpr, thr = roc_curve(y, _finite(scores, "Youden's J"), drop_intermediate=False)
     finite = np.isfinite(thr)
     j = np.where(finite, tpr - fpr, -np.inf)
     best = j.max()

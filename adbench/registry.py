@@ -57,6 +57,14 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
         "adbench.models.openai_api:OpenAIChatModel",
         "Any chat-completions server (e.g. vLLM serve): -M base_url=http://HOST:PORT/v1 -M model=NAME.",
     ),
+    "winclip": (
+        "adbench.models.winclip:WinCLIPModel",
+        "WinCLIP / WinCLIP+ (open_clip ViT-B-16-plus-240): prompt ensemble, multi-scale windows; score in [0, 1].",
+    ),
+    "anomalyclip": (
+        "adbench.models.anomalyclip:AnomalyCLIPModel",
+        "AnomalyCLIP (CLIP ViT-L/14@336px + learned object-agnostic prompts, local checkpoint); score in [0, 1].",
+    ),
 }
 
 BUILTIN_TASKS: dict[str, tuple[str, str]] = {

@@ -15,10 +15,14 @@ that live in this one place:
   calibration images (records with role "calibration"; no labels of the evaluated
   set are used); anomalous if the score is above it.
 - `fixed`: one threshold for all (0.5 by default, the paper's CLIP setting).
+
+A record whose score is NaN or infinite gets no decision under any rule (so it
+counts as wrong) and is left out of thresholds and AUROC, like a failed record.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +43,10 @@ ANOMALY_DETECTION = "Anomaly Detection"
 RULES = ("calibrated", "youden", "fixed")
 
 CorrectFn = Callable[[Record], bool]
+
+
+def _has_score(r: Record) -> bool:
+    return r.error is None and r.score is not None and math.isfinite(r.score)
 
 
 def _is_score_based(records: Sequence[Record]) -> bool:
@@ -124,7 +132,7 @@ def threshold_decisions(
 ) -> dict[str, dict[str, Any]]:
     """For each rule: thresholds used, per-record decisions (id -> 0/1) and notes."""
     out: dict[str, dict[str, Any]] = {}
-    scored = [r for r in evals if r.error is None and r.score is not None]
+    scored = [r for r in evals if _has_score(r)]
 
     # youden: one threshold per dataset, from the evaluated set's own labels (oracle)
     yd: dict[str, Any] = {"thresholds": {}, "decisions": {}, "notes": {}, "oracle": True}
@@ -143,7 +151,7 @@ def threshold_decisions(
     cal: dict[str, Any] = {"thresholds": {}, "decisions": {}, "notes": {}, "oracle": False}
     normal_scores: dict[str, list[float]] = defaultdict(list)
     for r in calibration:
-        if r.error is None and r.score is not None:
+        if _has_score(r):
             normal_scores[f"{r.dataset}/{r.category}"].append(r.score)
     for g in sorted({f"{r.dataset}/{r.category}" for r in scored}):
         if not normal_scores.get(g):
@@ -210,7 +218,7 @@ def score_records(records: Sequence[Record], threshold: str | float = "calibrate
     for ds, entry in metrics.items():
         if ds == "average":
             continue
-        rs = [r for r in evals if r.dataset == ds and r.score is not None and r.error is None]
+        rs = [r for r in evals if r.dataset == ds and _has_score(r)]
         try:
             entry["auroc"] = auroc([r.score for r in rs], [r.label for r in rs])
         except MetricError:

@@ -156,15 +156,61 @@ def _build_efficientnet_lite0(weights: str | None, image_size: int) -> Backbone:
 
 
 # --------------------------------------------------------------------------- WideResNet-50-2
-# The PatchCore paper's backbone: torchvision wide_resnet50_2, taps layer2 (stride 8,
-# 512 ch) and layer3 (stride 16, 1024 ch). It has no offline weights package, so it
-# will require weights=PATH (a torchvision state dict). To be added as
-# `_build_wide_resnet50(weights, image_size)` and registered below as "wide_resnet50".
+
+#: Where users get the PatchCore paper's weights (torchvision's IMAGENET1K_V1 file).
+WIDE_RESNET50_WEIGHTS_URL = "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"
+
+
+class WideResNet50(Backbone):
+    """torchvision wide_resnet50_2, taps layer2 (stride 8, 512 ch) and layer3 (stride 16, 1024 ch).
+
+    The PatchCore paper's backbone and layers. There is no offline weights package
+    for it, so it needs a local weights file: a torchvision state dict such as
+    `wide_resnet50_2-95faca4d.pth` (ImageNet IMAGENET1K_V1, the weights PatchCore used).
+    """
+
+    name = "wide_resnet50"
+    layers = ("layer2", "layer3")
+    strides = (8, 16)
+    channels = (512, 1024)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        net = self.net
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        x = net.layer1(x)
+        f2 = net.layer2(x)
+        f3 = net.layer3(f2)
+        return [f2, f3]
+
+
+def _build_wide_resnet50(weights: str | None, image_size: int) -> Backbone:
+    import torchvision
+    from torchvision.models import wide_resnet50_2
+
+    if weights is None:
+        raise ValueError(
+            "backbone 'wide_resnet50' needs a local weights file: pass -M weights=PATH with torchvision's "
+            f"wide_resnet50_2 ImageNet state dict (e.g. {WIDE_RESNET50_WEIGHTS_URL})"
+        )
+    net = wide_resnet50_2(weights=None)
+    state = load_state_dict(weights)
+    missing, unexpected = (sorted(set(net.state_dict()) - set(state)), sorted(set(state) - set(net.state_dict())))
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights}: not a torchvision wide_resnet50_2 state dict "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
+        )
+    try:
+        net.load_state_dict(state, strict=True)  # also checks every tensor's shape
+    except RuntimeError as e:
+        raise ValueError(f"{weights}: does not fit torchvision's wide_resnet50_2: {e}") from e
+    return WideResNet50(net, weights, {"torchvision": torchvision.__version__})
 
 
 BACKBONES: dict[str, Callable[[str | None, int], Backbone]] = {
     "efficientnet-lite0": _build_efficientnet_lite0,
-    # "wide_resnet50": _build_wide_resnet50,
+    "wide_resnet50": _build_wide_resnet50,
 }
 
 
