@@ -1,7 +1,10 @@
 """Tasks over the built-in demo suite (generated offline on first use).
 
-The demo suite is written in MMAD's form, so these tasks exercise the same reader,
-rendering, pseudo boxes and scoring as the real MMAD tasks.
+The demo suite is written in MMAD's form under `<data root>/demo`, so these tasks are
+the MMAD tasks pointed at it: the same reader, split, rendering, pseudo boxes and
+scoring. Unlike the MMAD tasks they default to the whole suite (`-T split=all`);
+`-T split=train|eval` gives the paper's 20/80 split of it (the tiny training recipe
+trains on `train`).
 """
 
 from __future__ import annotations
@@ -10,30 +13,40 @@ from pathlib import Path
 from typing import Any
 
 from adbench.data.demo import ensure_demo
-from adbench.data.mmad import read_mmad
+from adbench.data.split import TRAIN_FRACTION
 from adbench.schema import Sample
 from adbench.task import ANOMALY_DETECTION
-from adbench.tasks.common import SuiteTask
+from adbench.tasks.mmad import MMADTask
+
+DEMO_FOLDER = "demo"
 
 
-def read_demo(data_root: Path) -> list[Sample]:
-    return read_mmad(ensure_demo(data_root))
+class DemoTask(MMADTask):
+    """An MMAD task over the demo suite, generating it first if needed."""
+
+    def _load(self, data_root: Path) -> list[Sample]:
+        ensure_demo(Path(data_root))
+        return super()._load(data_root)
 
 
-def _demo_task(name: str, description: str, args: dict[str, Any], **filters: Any) -> SuiteTask:
-    return SuiteTask(name, description, read_demo, **args, **filters, args=args)
+def _demo_task(name: str, description: str, args: dict[str, Any], **filters: Any) -> DemoTask:
+    return DemoTask(name, description, root=DEMO_FOLDER, split_file=None, train_fraction=TRAIN_FRACTION,
+                    args=args, **args, **filters)
 
 
-def binary(shots: int = 1, template: str = "random", datasets: str | None = None,
-           categories: str | None = None, threshold: str | float = "calibrated") -> SuiteTask:
+def binary(shots: int = 1, template: str = "random", split: str = "all", split_seed: int = 0,
+           datasets: str | None = None, categories: str | None = None,
+           threshold: str | float = "calibrated") -> DemoTask:
     """Anomaly Detection (yes/no) on the demo suite, 1-shot by default."""
-    args = dict(shots=shots, template=template, datasets=datasets, categories=categories, threshold=threshold)
+    args = dict(shots=shots, template=template, split=split, split_seed=split_seed, datasets=datasets,
+                categories=categories, threshold=threshold)
     return _demo_task("demo-binary", "Demo suite, Anomaly Detection question", args, qtypes=[ANOMALY_DETECTION])
 
 
-def multitask(shots: int = 1, template: str = "random", datasets: str | None = None,
-              categories: str | None = None) -> SuiteTask:
+def multitask(shots: int = 1, template: str = "random", split: str = "all", split_seed: int = 0,
+              datasets: str | None = None, categories: str | None = None) -> DemoTask:
     """Every question type except Anomaly Detection on the demo suite."""
-    args = dict(shots=shots, template=template, datasets=datasets, categories=categories)
+    args = dict(shots=shots, template=template, split=split, split_seed=split_seed, datasets=datasets,
+                categories=categories)
     return _demo_task("demo-multitask", "Demo suite, defect and object questions", args,
                       exclude_qtypes=[ANOMALY_DETECTION])
