@@ -65,6 +65,29 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
         "adbench.models.anomalyclip:AnomalyCLIPModel",
         "AnomalyCLIP (CLIP ViT-L/14@336px + learned object-agnostic prompts, local checkpoint); score in [0, 1].",
     ),
+    "adfm": (
+        "adbench.models.qwen_vl:adfm",
+        "AD-FM: Qwen2.5-VL + LoRA (-M adapter=DIR, -M base=...), think/rethink/answer protocol, boxes.",
+    ),
+    "qwen2.5-vl-7b": (
+        "adbench.models.qwen_vl:qwen25_vl_7b",
+        "Qwen2.5-VL-7B-Instruct zero-shot, MMAD prompt (transformers; -M backend=vllm).",
+    ),
+    "qwen2.5-vl-3b": (
+        "adbench.models.qwen_vl:qwen25_vl_3b",
+        "Qwen2.5-VL-3B-Instruct zero-shot, MMAD prompt (transformers; -M backend=vllm).",
+    ),
+    "internvl3-8b": ("adbench.models.hf_vlm:internvl3_8b", "InternVL3-8B (-hf checkpoint), MMAD prompt."),
+    "internvl3-38b": ("adbench.models.hf_vlm:internvl3_38b", "InternVL3-38B (-hf checkpoint), MMAD prompt."),
+    "internvl2-76b": (
+        "adbench.models.hf_vlm:internvl2_76b",
+        "InternVL2-Llama3-76B, MMAD prompt (remote-code release: -M backend=vllm -M trust_remote_code=true).",
+    ),
+    "llava-next-34b": ("adbench.models.hf_vlm:llava_next_34b", "LLaVA-NeXT-34B (llava-hf), MMAD prompt."),
+    "hf-vlm": (
+        "adbench.models.hf_vlm:hf_vlm",
+        "Any transformers image-text-to-text model: -M base=<hub id or folder>, MMAD prompt.",
+    ),
 }
 
 BUILTIN_TASKS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,515 @@
+"""Local MLLMs through transformers: the batched generation engine and the generic adapter.
+
+`HFVisionLanguageModel` runs any image-text-to-text model transformers knows
+(`AutoModelForImageTextToText` + the model's processor and chat template):
+
+    Query --prompting.messages--> chat messages (reference image before the query image)
+          --processor.apply_chat_template--> prompt text
+          --processor(text, images), LEFT padding--> one batch --model.generate--> new tokens
+          --decode--> reply text --prompting.interpret--> Response
+
+`adbench.models.qwen_vl` specialises it for Qwen2.5-VL (resize rule, box frame); the
+presets at the bottom are the paper's other open rows. What a model family needs
+(image tiling, placeholders) is handled by its processor or by its preset here, never
+by tasks.
+
+Speed options (all off or neutral by default, all results-neutral for greedy decoding
+except where noted): `batch_size` queries per `generate` call, `sort_by_length`
+(bucket queries of similar prompt length into the same batch, less padding),
+`prefetch` (decode images and run the processor for the next batch in a thread while
+the current one generates), `cache="static"` with `compile=True` (static KV cache and
+a compiled decoding step; a fixed `pad_to_multiple_of` limits recompilation).
+
+Safety: weights are loaded from safetensors only (`use_safetensors=True`; a local
+folder without `.safetensors` files is refused before anything is read), LoRA adapters
+only from `adapter_model.safetensors`, and remote code runs only with an explicit
+`trust_remote_code=True`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adbench.images import ImageError, load_image
+from adbench.model import GENERATIVE, Model
+from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
+from adbench.schema import Query, Response
+
+DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
+CACHES = ("dynamic", "static")
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that could only be loaded by unpickling (.bin/.pt), or a missing one."""
+
+
+def check_safetensors_folder(folder: str | Path, what: str = "model") -> None:
+    """Refuse a local folder whose weights are not safetensors (pickled weights can run code)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise UnsafeCheckpointError(f"{what} folder not found: {path}")
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    if pickled:
+        raise UnsafeCheckpointError(
+            f"{what} folder {path} holds only pickled weights ({', '.join(pickled[:3])}); adbench loads "
+            "safetensors only. Convert it (e.g. load once in a trusted environment and save_pretrained with "
+            "safe_serialization=True)."
+        )
+    raise UnsafeCheckpointError(f"{what} folder {path} has no .safetensors weights")
+
+
+def check_adapter_folder(folder: str | Path) -> Path:
+    """A PEFT adapter folder with adapter_config.json and adapter_model.safetensors."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise UnsafeCheckpointError(f"adapter folder not found: {path}")
+    if not (path / "adapter_config.json").is_file():
+        raise UnsafeCheckpointError(f"adapter folder {path} has no adapter_config.json (not a PEFT adapter)")
+    if not (path / "adapter_model.safetensors").is_file():
+        found = sorted(p.name for p in path.iterdir())
+        raise UnsafeCheckpointError(
+            f"adapter folder {path} has no adapter_model.safetensors (found: {', '.join(found) or 'nothing'}); "
+            "adbench loads adapters from safetensors only"
+        )
+    return path
+
+
+def is_local(base: str) -> bool:
+    return Path(base).expanduser().exists()
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+@dataclass
+class Prepared:
+    """One query ready for the processor (images decoded, prompt rendered)."""
+
+    index: int
+    query: Query
+    text: str
+    images: list[Any]
+    image_size: tuple[int, int]  # (width, height) of the query image
+    length: int  # prompt length estimate, for bucketing
+
+
+@dataclass
+class Encoded:
+    items: list[Prepared]
+    inputs: Any  # BatchFeature on CPU
+    prep_s: float = 0.0
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HFVisionLanguageModel(Model):
+    """An image-text-to-text model from the hub or a local folder, optionally with a LoRA adapter.
+
+    Arguments (`-M key=value`):
+      base                 hub id or local folder
+      adapter              PEFT LoRA adapter folder (adapter_model.safetensors), optional
+      protocol             "mmad" (the task's prompt, MMAD's answer rule) or "adfm" (Qwen only)
+      stages               AD-FM: "multi" (think/rethink/answer) or "one" (think/answer)
+      dtype                auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32, float64
+      device               auto, cpu, cuda, cuda:N
+      attn_implementation  sdpa (default), eager, flash_attention_2
+      max_new_tokens       generation length limit (a reply cut there is flagged `truncated`)
+      do_sample            False: greedy (default); True: sampling with temperature / top_p
+      seed                 seeds sampling (the same batch composition gives the same replies)
+      batch_size           queries per generate call
+      sort_by_length, prefetch, cache ("dynamic"/"static"), compile, pad_to_multiple_of: speed
+      processor_kwargs     extra keyword arguments for the processor call (e.g. InternVL's max_patches)
+      trust_remote_code    run the checkpoint's own Python code (off; needed by no preset here)
+    """
+
+    name = "hf-vlm"
+    output = GENERATIVE
+    family = "generic"
+    #: transformers class used to load the model (resolved from `transformers` by name)
+    model_class_name = "AutoModelForImageTextToText"
+
+    def __init__(
+        self,
+        base: str,
+        adapter: str | None = None,
+        protocol: str = "mmad",
+        stages: str = "multi",
+        dtype: str = "auto",
+        device: str = "auto",
+        attn_implementation: str = "sdpa",
+        max_new_tokens: int = 128,
+        min_new_tokens: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 8,
+        sort_by_length: bool = True,
+        prefetch: bool = False,
+        cache: str = "dynamic",
+        compile: bool = False,
+        pad_to_multiple_of: int | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        trust_remote_code: bool = False,
+        name: str | None = None,
+        _components: tuple[Any, Any] | None = None,
+    ) -> None:
+        if int(max_new_tokens) < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if cache not in CACHES:
+            raise ValueError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
+        if protocol == "adfm" and not self.supports_boxes():
+            raise ValueError(f"protocol 'adfm' needs a model whose box frame adbench knows (Qwen2.5-VL); "
+                             f"{type(self).__name__} has none")
+        if name:
+            self.name = name
+        self.base = str(Path(base).expanduser()) if is_local(str(base)) else str(base)
+        self.adapter = str(check_adapter_folder(adapter)) if adapter else None
+        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(protocol, stages)
+        self.device = resolve_device(device)
+        self.dtype_name = dtype
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.attn_implementation = attn_implementation
+        self.max_new_tokens = int(max_new_tokens)
+        self.min_new_tokens = None if min_new_tokens is None else int(min_new_tokens)
+        self.do_sample = bool(do_sample)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.sort_by_length = bool(sort_by_length)
+        self.prefetch = bool(prefetch)
+        self.cache = cache
+        self.compile = bool(compile)
+        self.pad_to_multiple_of = None if pad_to_multiple_of is None else int(pad_to_multiple_of)
+        self.processor_kwargs = dict(processor_kwargs or {})
+        self.trust_remote_code = bool(trust_remote_code)
+        if _components is not None:
+            self.model, self.processor = _components
+        else:
+            self.model, self.processor = self._load()
+        self._setup_tokenizer()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def supports_boxes(cls) -> bool:
+        return False
+
+    def _processor_load_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _load(self) -> tuple[Any, Any]:
+        import transformers
+
+        if is_local(self.base):
+            check_safetensors_folder(Path(self.base).expanduser(), "base model")
+        cls = getattr(transformers, self.model_class_name)
+        kwargs: dict[str, Any] = dict(dtype=self.dtype, use_safetensors=True,
+                                      trust_remote_code=self.trust_remote_code)
+        if self.attn_implementation:
+            kwargs["attn_implementation"] = self.attn_implementation
+        model = cls.from_pretrained(self.base, **kwargs)
+        if self.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter, is_trainable=False)
+        model.to(self.device)
+        model.eval()
+        processor = transformers.AutoProcessor.from_pretrained(
+            self.base, trust_remote_code=self.trust_remote_code, **self._processor_load_kwargs())
+        return model, processor
+
+    @classmethod
+    def from_components(cls, model: Any, processor: Any, base: str = "<in-memory>", **kwargs: Any) -> Any:
+        """Wrap an already built model and processor (benchmarks, training evaluation)."""
+        return cls(base=base, _components=(model, processor), **kwargs)
+
+    def _setup_tokenizer(self) -> None:
+        tok = getattr(self.processor, "tokenizer", self.processor)
+        tok.padding_side = "left"  # decoder-only batched generation: pads before the prompt
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self._tokenizer = tok
+        eos = self._generation_config().eos_token_id
+        if eos is None:
+            eos = tok.eos_token_id
+        self._eos = set(eos if isinstance(eos, (list, tuple)) else [eos])
+
+    def _generation_config(self) -> Any:
+        return self.model.generation_config
+
+    # ------------------------------------------------------------------ provenance
+
+    def config(self) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        return {
+            "model": self.name,
+            "family": self.family,
+            "backend": "transformers",
+            "base": self.base,
+            "adapter": self.adapter,
+            **self.prompting.config(),
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": self.device,
+            "attn_implementation": self.attn_implementation,
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "temperature": self.temperature if self.do_sample else None,
+            "top_p": self.top_p if self.do_sample else None,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "cache": self.cache,
+            "compile": self.compile,
+            "processor_kwargs": self.processor_kwargs,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        }
+
+    def prompt_text(self) -> str:
+        return self.prompting.prompt_text()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # ------------------------------------------------------------------ predict
+
+    def predict(self, queries: Sequence[Query]) -> list[Response]:
+        responses: list[Response | None] = [None] * len(queries)
+        ready: list[Prepared] = []
+        for i, q in enumerate(queries):
+            try:
+                ready.append(self._prepare(i, q))
+            except (ImageError, ValueError, OSError) as e:
+                responses[i] = Response.failure(str(e))
+        if self.sort_by_length:
+            ready.sort(key=lambda p: p.length)
+        chunks = [ready[i : i + self.batch_size] for i in range(0, len(ready), self.batch_size)]
+        for chunk, encoded in zip(chunks, self._encoded(chunks)):
+            for p, r in zip(chunk, self._run(encoded)):
+                responses[p.index] = r
+        return [r if r is not None else Response.failure("internal error: no response") for r in responses]
+
+    def _prepare(self, index: int, q: Query) -> Prepared:
+        messages = self.prompting.messages(q)
+        images = []
+        for msg in messages:
+            if isinstance(msg["content"], str):
+                continue
+            for part in msg["content"]:
+                if part.get("type") == "image":
+                    img = load_image(part["image"])
+                    images.append(img)
+                    part["image"] = img
+        text = self._render(messages)
+        return Prepared(index, q, text, images, images[-1].size if images else (0, 0),
+                        self._length_estimate(text, images))
+
+    def _render(self, messages: list[dict[str, Any]]) -> str:
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _length_estimate(self, text: str, images: list[Any]) -> int:
+        return len(text)
+
+    def _encoded(self, chunks: list[list[Prepared]]) -> Any:
+        """Yield Encoded batches; with `prefetch`, the next batch is encoded while this one generates."""
+        if not self.prefetch or len(chunks) < 2:
+            for chunk in chunks:
+                yield self._encode(chunk)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adbench-prefetch")
+        pending: Future[Encoded] = self._pool.submit(self._encode, chunks[0])
+        for k in range(len(chunks)):
+            current = pending.result()
+            if k + 1 < len(chunks):
+                pending = self._pool.submit(self._encode, chunks[k + 1])
+            yield current
+
+    def _encode(self, chunk: list[Prepared]) -> Encoded:
+        t = time.perf_counter()
+        try:
+            kwargs: dict[str, Any] = dict(padding=True, return_tensors="pt", **self._processor_call_kwargs())
+            if self.pad_to_multiple_of:
+                kwargs["pad_to_multiple_of"] = self.pad_to_multiple_of
+            images = [img for p in chunk for img in p.images]
+            inputs = self.processor(text=[p.text for p in chunk], images=images or None, **kwargs)
+            return Encoded(chunk, inputs, time.perf_counter() - t)
+        except Exception as e:  # noqa: BLE001 - becomes a recorded failure of these queries
+            return Encoded(chunk, None, time.perf_counter() - t, error=f"preprocessing failed: {type(e).__name__}: {e}")
+
+    def _processor_call_kwargs(self) -> dict[str, Any]:
+        return dict(self.processor_kwargs)
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                                  pad_token_id=self._tokenizer.pad_token_id)
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p)
+        else:  # greedy: make sure no sampling default of the checkpoint leaks in
+            kw.update(temperature=None, top_p=None, top_k=None)
+        if self.min_new_tokens:
+            kw["min_new_tokens"] = self.min_new_tokens
+        if self.cache == "static":
+            kw["cache_implementation"] = "static"
+            kw["disable_compile"] = not self.compile
+        return kw
+
+    def _run(self, enc: Encoded) -> list[Response]:
+        """Generate for one encoded batch; if it fails, retry its queries one at a time."""
+        if enc.error is not None:
+            if len(enc.items) > 1:
+                return [r for p in enc.items for r in self._run(self._encode([p]))]
+            return [Response.failure(enc.error)]
+        try:
+            return self._generate(enc)
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory on a long batch
+            if len(enc.items) > 1:
+                return [r for p in enc.items for r in self._run(self._encode([p]))]
+            return [Response.failure(f"generation failed: {type(e).__name__}: {e}")]
+
+    def _generate(self, enc: Encoded) -> list[Response]:
+        import torch
+
+        inputs = enc.inputs.to(self.device)
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        if self.do_sample:
+            torch.manual_seed(self.seed)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **self._generate_kwargs())
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        gen_s = time.perf_counter() - t
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out[:, prompt_len:].tolist()
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        n = len(enc.items)
+        responses = []
+        for row, p in enumerate(enc.items):
+            ids = new[row]
+            end = next((k for k, tok in enumerate(ids) if tok in self._eos), None)
+            truncated = end is None and len(ids) >= self.max_new_tokens
+            kept = ids if end is None else ids[:end]
+            text = self._tokenizer.decode(kept, skip_special_tokens=True)
+            r = self.prompting.interpret(p.query, text, truncated=truncated, image_size=p.image_size,
+                                         input_size=self._input_size(enc, row))
+            r.usage = {"prompt_tokens": int(prompt_tokens[row]), "completion_tokens": len(kept) + (end is not None),
+                       "latency_s": round((gen_s + enc.prep_s) / n, 6)}
+            responses.append(r)
+        return responses
+
+    def _input_size(self, enc: Encoded, row: int) -> tuple[int, int] | None:
+        """(width, height) of the query image as the model saw it; None where unknown."""
+        return None
+
+
+# ---------------------------------------------------------------------- presets
+
+#: The paper's other open-source rows, as transformers-native checkpoints.
+PRESETS: dict[str, dict[str, Any]] = {
+    "internvl3-8b": dict(base="OpenGVLab/InternVL3-8B-hf", family="internvl"),
+    "internvl3-38b": dict(base="OpenGVLab/InternVL3-38B-hf", family="internvl"),
+    # InternVL2-76B was released only as remote code (no transformers-native "-hf" copy):
+    # vLLM implements it natively (`-M backend=vllm`, needs -M trust_remote_code=true for the
+    # repository's config and tokenizer files).
+    "internvl2-76b": dict(base="OpenGVLab/InternVL2-Llama3-76B", family="internvl-remote"),
+    "llava-next-34b": dict(base="llava-hf/llava-v1.6-34b-hf", family="llava-next"),
+}
+
+
+class GenericVLM(HFVisionLanguageModel):
+    """The generic adapter with a family tag (InternVL tiling and LLaVA-NeXT any-res live in their processors)."""
+
+    name = "hf-vlm"
+
+    def __init__(self, base: str, family: str = "generic", **kwargs: Any) -> None:
+        if family == "internvl-remote":
+            raise ValueError(
+                f"{base} exists only as remote code, which the transformers backend does not run; "
+                "use -M backend=vllm (vLLM implements InternVL2) with -M trust_remote_code=true"
+            )
+        self.family = family
+        super().__init__(base, **kwargs)
+
+
+def check_args(cls: type, kwargs: dict[str, Any], label: str) -> None:
+    """Unknown -M arguments are an error that lists the valid ones (not a TypeError deep inside)."""
+    accepted: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            accepted |= {p for p in inspect.signature(init).parameters if p not in ("self", "kwargs")}
+    accepted = {a for a in accepted if not a.startswith("_")}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(f"{label} does not take -M {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}")
+
+
+def make_generic(preset: str | None = None, backend: str = "transformers", **kwargs: Any) -> Any:
+    """Factory behind the generic presets and the `hf-vlm` entry (`-M base=...`)."""
+    spec = dict(PRESETS[preset]) if preset else {}
+    spec.update(kwargs)
+    if "base" not in spec:
+        raise ValueError("hf-vlm needs -M base=<hub id or local folder>")
+    spec.setdefault("name", preset or "hf-vlm")
+    if backend == "vllm":
+        from adbench.models.vllm_backend import VLLMModel
+
+        check_args(VLLMModel, spec, f"{spec['name']} (backend=vllm)")
+        return VLLMModel(**spec)
+    if backend != "transformers":
+        raise ValueError(f"backend must be 'transformers' or 'vllm', got {backend!r}")
+    check_args(GenericVLM, spec, spec["name"])
+    return GenericVLM(**spec)
+
+
+def internvl3_8b(**kwargs: Any) -> Any:
+    return make_generic("internvl3-8b", **kwargs)
+
+
+def internvl3_38b(**kwargs: Any) -> Any:
+    return make_generic("internvl3-38b", **kwargs)
+
+
+def internvl2_76b(**kwargs: Any) -> Any:
+    return make_generic("internvl2-76b", **kwargs)
+
+
+def llava_next_34b(**kwargs: Any) -> Any:
+    return make_generic("llava-next-34b", **kwargs)
+
+
+def hf_vlm(**kwargs: Any) -> Any:
+    return make_generic(None, **kwargs)

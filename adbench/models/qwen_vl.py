@@ -1,0 +1,129 @@
+"""Qwen2.5-VL through transformers: the zero-shot rows and the AD-FM model.
+
+Presets (adbench/registry.py):
+- `qwen2.5-vl-7b`, `qwen2.5-vl-3b`: zero-shot, the task's MMAD-style 1-shot prompt,
+  MMAD's image budget (min_pixels 64*28*28, max_pixels 1280*28*28) and 128 new
+  tokens, as in MMAD's official Qwen2.5-VL script.
+- `adfm`: the AD-FM protocol (`adfm_protocol`), `-M adapter=DIR` (the trained LoRA),
+  `-M base=...` (default Qwen/Qwen2.5-VL-7B-Instruct), the released recipe's image
+  budget (max_pixels 262144: 512x512 -> 504x504) and 512 new tokens. Boxes come back
+  in original image pixels (Response.boxes), the model-frame boxes in
+  Response.meta["boxes_model_frame"].
+
+`-M backend=vllm` runs the same prompts and parser through vLLM's offline engine
+(`adbench.models.vllm_backend`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adbench.models.hf_vlm import HFVisionLanguageModel, check_args
+from adbench.models.qwen_frame import (
+    ADFM_MAX_PIXELS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    MMAD_MAX_PIXELS,
+    MMAD_MIN_PIXELS,
+    grid_to_input_size,
+    smart_resize,
+)
+
+QWEN_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
+QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
+BACKENDS = ("transformers", "vllm")
+
+
+class QwenVLModel(HFVisionLanguageModel):
+    """Qwen2.5-VL (base by hub id or folder, optional LoRA adapter) with its resize rule.
+
+    Extra arguments: min_pixels / max_pixels (the model-input budget; the processor's
+    resize rule, `qwen_frame.smart_resize`, turns them into each image's input size).
+    """
+
+    name = "qwen2.5-vl"
+    family = "qwen2.5-vl"
+    model_class_name = "Qwen2_5_VLForConditionalGeneration"
+
+    def __init__(self, base: str = QWEN_7B, min_pixels: int = DEFAULT_MIN_PIXELS,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, **kwargs: Any) -> None:
+        if int(min_pixels) > int(max_pixels):
+            raise ValueError(f"min_pixels ({min_pixels}) is larger than max_pixels ({max_pixels})")
+        self.min_pixels = int(min_pixels)
+        self.max_pixels = int(max_pixels)
+        super().__init__(base, **kwargs)
+        ip = self.processor.image_processor
+        self._patch = int(getattr(ip, "patch_size", 14))
+        self._merge = int(getattr(ip, "merge_size", 2))
+
+    @classmethod
+    def supports_boxes(cls) -> bool:
+        return True
+
+    def _processor_call_kwargs(self) -> dict[str, Any]:
+        # the budget goes with every call, so a processor built or loaded elsewhere obeys it too
+        return {"size": {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+                **super()._processor_call_kwargs()}
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
+
+    def _length_estimate(self, text: str, images: list[Any]) -> int:
+        # about 4 characters per text token plus the image tokens the resize rule gives
+        tokens = len(text) // 4
+        for img in images:
+            h, w = smart_resize(img.height, img.width, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+            tokens += (h // 28) * (w // 28)
+        return tokens
+
+    def _input_size(self, enc: Any, row: int) -> tuple[int, int] | None:
+        """The query image's model-input size, read from the processor's image_grid_thw."""
+        grids = enc.inputs.get("image_grid_thw")
+        if grids is None:
+            return None
+        offset = sum(len(p.images) for p in enc.items[: row + 1]) - 1  # last image of this row = query image
+        return grid_to_input_size(grids[offset].tolist(), self._patch)
+
+
+def make_qwen(name: str, backend: str = "transformers", **kwargs: Any) -> Any:
+    """Build a Qwen2.5-VL adapter on the chosen backend ("transformers" or "vllm")."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    kwargs.setdefault("name", name)
+    if backend == "vllm":
+        from adbench.models.vllm_backend import VLLMModel
+
+        check_args(VLLMModel, kwargs, f"{name} (backend=vllm)")
+        return VLLMModel(family="qwen2.5-vl", **kwargs)
+    check_args(QwenVLModel, kwargs, name)
+    return QwenVLModel(**kwargs)
+
+
+def qwen25_vl_7b(backend: str = "transformers", **kwargs: Any) -> Any:
+    """Qwen2.5-VL-7B-Instruct, zero-shot, MMAD's prompt and image budget."""
+    kwargs.setdefault("base", QWEN_7B)
+    kwargs.setdefault("min_pixels", MMAD_MIN_PIXELS)
+    kwargs.setdefault("max_pixels", MMAD_MAX_PIXELS)
+    kwargs.setdefault("max_new_tokens", 128)
+    kwargs.setdefault("protocol", "mmad")
+    return make_qwen("qwen2.5-vl-7b", backend, **kwargs)
+
+
+def qwen25_vl_3b(backend: str = "transformers", **kwargs: Any) -> Any:
+    """Qwen2.5-VL-3B-Instruct, zero-shot, MMAD's prompt and image budget."""
+    kwargs.setdefault("base", QWEN_3B)
+    kwargs.setdefault("min_pixels", MMAD_MIN_PIXELS)
+    kwargs.setdefault("max_pixels", MMAD_MAX_PIXELS)
+    kwargs.setdefault("max_new_tokens", 128)
+    kwargs.setdefault("protocol", "mmad")
+    return make_qwen("qwen2.5-vl-3b", backend, **kwargs)
+
+
+def adfm(backend: str = "transformers", **kwargs: Any) -> Any:
+    """AD-FM: Qwen2.5-VL (+ LoRA adapter) answering in the multi-stage protocol."""
+    kwargs.setdefault("base", QWEN_7B)
+    kwargs.setdefault("min_pixels", DEFAULT_MIN_PIXELS)
+    kwargs.setdefault("max_pixels", ADFM_MAX_PIXELS)
+    kwargs.setdefault("max_new_tokens", 512)
+    kwargs.setdefault("protocol", "adfm")
+    return make_qwen("adfm", backend, **kwargs)

@@ -1,0 +1,216 @@
+"""End-to-end speed of the `adfm` adapter on the Qwen2.5-VL-7B architecture, against plain transformers.
+
+Random weights (no download): speeds are architecture-true, replies are meaningless.
+In one call it
+
+1. runs the reference measurement `../shared/bench/hf_generate_anchor.py` (plain
+   `model.generate`, dynamic cache; found via $ANCHOR, else in shared/bench of the
+   repository root or of the nearest folder above it) in a subprocess, with the same batch
+   sizes, image side and number of new tokens, and reads its hf_anchor.json;
+2. builds the same architecture in this process, wraps it in the adfm adapter
+   (`QwenVLModel.from_components`, AD-FM prompt and parser) and times `predict` on
+   synthetic queries end to end: image decoding, chat template, processor, generation,
+   decoding, parsing and box mapping;
+3. prints one JSON line per measurement and writes everything, with the card's name,
+   to $OUT/gpu_adfm.json (or ./gpu_adfm.json).
+
+Both sides generate exactly NEW_TOKENS tokens per sequence (EOS suppressed until then)
+with sampling, as the anchor does; `ratio` = adapter images/s / anchor sequences/s at
+the same batch size. The adapter's prompt is the AD-FM prompt (about 200 text tokens
+more than the anchor's 120), so the ratio slightly favours the anchor.
+
+    python benchmarks/gpu_adfm.py                    # 7B on a GPU
+    SIZE=tiny python benchmarks/gpu_adfm.py          # tiny model, CPU dry run (seconds)
+
+Environment: SIZE (7b|tiny), BATCHES (e.g. 6,64), SIDE (image side, px), NEW_TOKENS,
+ROUNDS (timed batches per measurement), REFS (0: query image only, like the anchor; 1:
+the 1-shot protocol's reference image too), MODES (comma list of adapter settings:
+dynamic, dynamic+prefetch, static, static+prefetch; "static" = static KV cache with a
+compiled decoding step), ANCHOR (path, or "off"), TOKENIZER_DIR (a saved Qwen2.5
+tokenizer folder, for machines without the dashscope package), OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+SIZE = os.environ.get("SIZE", "7b")
+TINY = SIZE == "tiny"
+BATCHES = [int(b) for b in os.environ.get("BATCHES", "2" if TINY else "6,64").split(",")]
+SIDE = int(os.environ.get("SIDE", "112" if TINY else "448"))
+NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "8" if TINY else "256"))
+ROUNDS = int(os.environ.get("ROUNDS", "1" if TINY else "3"))
+REFS = int(os.environ.get("REFS", "0"))
+MODES = os.environ.get("MODES", "dynamic,dynamic+prefetch" if TINY else "dynamic,static,static+prefetch").split(",")
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
+
+# Qwen2.5-VL-7B-Instruct's published configuration (as in the anchor script).
+TEXT_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+               num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
+               rope_theta=1000000.0, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
+VISION_7B = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                 fullatt_block_indexes=[7, 15, 23, 31], window_size=112, patch_size=14,
+                 spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2)
+
+
+def log(kind: str, row: dict) -> None:
+    print(kind, json.dumps(row), flush=True)
+
+
+def find_anchor() -> Path | None:
+    env = os.environ.get("ANCHOR")
+    if env:
+        return None if env == "off" else Path(env)
+    for folder in (ROOT, *ROOT.parents):  # ./shared, ../shared, ../../shared (worktrees), ...
+        cand = folder / "shared" / "bench" / "hf_generate_anchor.py"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def run_anchor(tmp: Path) -> dict:
+    """The plain-transformers reference, same card, same batch sizes and lengths (dynamic cache)."""
+    script = find_anchor()
+    if script is None:
+        return {"status": "not run: hf_generate_anchor.py not found (set ANCHOR=path)"}
+    env = dict(os.environ, SIZE=SIZE, MODES="dynamic", BATCHES=",".join(map(str, BATCHES)), SIDE=str(SIDE),
+               NEW_TOKENS=str(NEW_TOKENS), TRAIN="0", OUT=str(tmp))
+    t = time.time()
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"status": f"failed (exit {proc.returncode})", "stderr": proc.stderr[-2000:]}
+    data = json.loads((tmp / "hf_anchor.json").read_text())
+    data["status"] = "ok"
+    data["wall_s"] = round(time.time() - t, 1)
+    data["script"] = str(script)
+    return data
+
+
+def build_model() -> tuple:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from adbench.models import tiny_qwen
+
+    if TINY:
+        cfg = tiny_qwen.tiny_config()
+    else:
+        cfg = Qwen2_5_VLConfig(text_config=TEXT_7B, vision_config=VISION_7B, image_token_id=tiny_qwen.IMAGE_PAD_ID,
+                               video_token_id=tiny_qwen.VIDEO_PAD_ID, vision_start_token_id=tiny_qwen.VISION_START_ID,
+                               vision_end_token_id=tiny_qwen.VISION_END_ID)
+    with torch.device(DEV):
+        torch.manual_seed(0)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=DTYPE, attn_implementation="sdpa")
+    model.eval()
+    for p in model.parameters():  # small weights keep activations finite (as the anchor does)
+        p.data.normal_(0, 0.02)
+    model.generation_config.eos_token_id = [tiny_qwen.IM_END_ID, tiny_qwen.ENDOFTEXT_ID]
+    model.generation_config.pad_token_id = tiny_qwen.ENDOFTEXT_ID
+    pixels = SIDE * SIDE  # the SIDE x SIDE images go in unresized (SIDE is a multiple of 28)
+    tok_dir = os.environ.get("TOKENIZER_DIR")
+    processor = tiny_qwen.build_qwen_processor(min_pixels=28 * 28, max_pixels=pixels, tokenizer=tok_dir,
+                                               cache_dir=None)
+    return model, processor, pixels
+
+
+def make_queries(n: int, tmp: Path) -> list:
+    from adbench.schema import Query
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        paths = []
+        for j in range(REFS + 1):
+            p = tmp / f"img_{i}_{j}.png"
+            Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(p)
+            paths.append(str(p))
+        out.append(Query(id=f"q{i}", images=paths, question="Is there any defect in the object?",
+                         options={"A": "Yes.", "B": "No."}, prompt="", n_references=REFS))
+    return out
+
+
+def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) -> dict:
+    from adbench.models.qwen_vl import QwenVLModel
+
+    parts = set(mode.split("+"))
+    adapter = QwenVLModel.from_components(
+        model, processor, base=f"random Qwen2.5-VL ({SIZE})", protocol="adfm", dtype=str(DTYPE).split(".")[-1],
+        device=DEV, batch_size=bs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True,
+        cache="static" if "static" in parts else "dynamic", compile="static" in parts and DEV == "cuda",
+        prefetch="prefetch" in parts, min_pixels=28 * 28, max_pixels=pixels)
+    warm = queries[:bs]
+    for _ in range(2):  # warm-up (static mode compiles here)
+        errors = [r.error for r in adapter.predict(warm) if r.error]
+        if errors:  # do not time a setting that fails (its per-query retries would take long)
+            raise RuntimeError(f"warm-up failed for {len(errors)}/{bs} queries: {errors[0]}")
+    timed = queries[: bs * ROUNDS]
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    responses = adapter.predict(timed)
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    adapter.close()
+    failed = [r.error for r in responses if r.error]
+    new_tokens = sum(r.usage.get("completion_tokens", 0) for r in responses if not r.error)
+    return dict(kind="ADFM", mode=mode, bs=bs, n=len(timed), side=SIDE, refs=REFS,
+                prompt_tokens=responses[0].usage.get("prompt_tokens") if not failed else None,
+                new_tokens=NEW_TOKENS, s=round(dt, 3), images_s=round(len(timed) / dt, 3),
+                tok_s=round(new_tokens / dt, 1), failed=len(failed), first_error=failed[0] if failed else None,
+                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None)
+
+
+def main() -> None:
+    import transformers
+
+    for mode in MODES:  # check before the (long) anchor run
+        if not set(mode.split("+")) <= {"dynamic", "static", "prefetch"}:
+            raise SystemExit(f"unknown MODES entry {mode!r} (parts: dynamic, static, prefetch)")
+
+    out_dir = Path(os.environ.get("OUT", "."))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="adbench-gpu-bench-"))
+    anchor = run_anchor(tmp)  # first, in its own process: it frees its memory before ours is built
+    log("ANCHOR", {k: v for k, v in anchor.items() if k != "rows"} | {"rows": anchor.get("rows", [])})
+    model, processor, pixels = build_model()
+    queries = make_queries(max(BATCHES) * ROUNDS, tmp)
+    rows: list[dict] = []
+    report = dict(size=SIZE, device=torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu",
+                  torch=torch.__version__, transformers=transformers.__version__, side=SIDE,
+                  new_tokens=NEW_TOKENS, rounds=ROUNDS, refs=REFS, anchor=anchor, rows=rows)
+    for mode in MODES:
+        for bs in BATCHES:
+            try:
+                row = measure(model, processor, pixels, mode, bs, queries)
+            except Exception as e:  # noqa: BLE001 - e.g. compilation failing: record it, go on
+                row = dict(kind="ADFM", mode=mode, bs=bs, error=f"{type(e).__name__}: {e}"[:2000])
+            base = next((r for r in anchor.get("rows", []) if r.get("kind") == "GEN" and r.get("bs") == bs), None)
+            if base and "images_s" in row:
+                row["anchor_seq_s"] = base["seq_s"]
+                row["anchor_prompt_len"] = base["prompt_len"]
+                row["ratio"] = round(row["images_s"] / base["seq_s"], 3)
+            log("ADFM", row)
+            rows.append(row)
+            # after every measurement, so a run cut short still leaves what it measured
+            (out_dir / "gpu_adfm.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "gpu_adfm.json").write_text(json.dumps(report, indent=1))
+    print(out_dir / "gpu_adfm.json")
+
+
+if __name__ == "__main__":
+    main()
