@@ -13,7 +13,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from adbench.data.layout import GOOD, Problem, Scan, ad_sample, attach_support, list_files, subdirs
+from adbench.data.layout import (
+    GOOD,
+    Problem,
+    Scan,
+    ad_sample,
+    attach_support,
+    category_folders,
+    list_files,
+    subdirs,
+)
 from adbench.schema import ANOMALOUS, NORMAL
 
 DATASET = "DAGM"
@@ -25,18 +34,8 @@ DEFECT = "defect"
 
 def scan_dagm(root: Path, *, seed: int = 0, dataset: str = DATASET) -> Scan:
     """Every DAGM image as a Sample (train and test), and every problem found."""
-    root = Path(root)
     scan = Scan()
-    if not root.is_dir():
-        scan.problems.append(Problem("missing dataset folder", str(root)))
-        return scan
-    for category in subdirs(root):
-        cat_dir = root / category
-        parts = subdirs(cat_dir)
-        if not any(p in SPLITS for p in parts):
-            scan.problems.append(Problem("unknown folder", str(cat_dir), "no Train/ or Test/ inside"))
-            continue
-        scan.problems += [Problem("unknown folder", str(cat_dir / p)) for p in parts if p not in SPLITS]
+    for category, cat_dir, parts in category_folders(Path(root), tuple(SPLITS), scan):
         for part, split in SPLITS.items():
             if part in parts:
                 _scan_split(cat_dir / part, dataset, category, split, scan)

@@ -76,6 +76,28 @@ def subdirs(folder: Path) -> list[str]:
     return sorted(names, key=natural_key)
 
 
+def category_folders(root: Path, splits: Sequence[str], scan: Scan,
+                     extra: Sequence[str] = ()) -> Iterator[tuple[str, Path, list[str]]]:
+    """(category, folder, subfolders) of every category folder that holds a split folder.
+
+    The checks every MVTec-like layout shares, recorded as problems rather than raised:
+    a missing dataset folder, a category folder with no split folder inside, and
+    subfolders that are neither a split nor one of `extra` (e.g. ground_truth).
+    """
+    if not root.is_dir():
+        scan.problems.append(Problem("missing dataset folder", str(root)))
+        return
+    for category in subdirs(root):
+        cat_dir = root / category
+        parts = subdirs(cat_dir)
+        if not any(p in splits for p in parts):
+            names = " or ".join(f"{p}/" for p in splits)
+            scan.problems.append(Problem("unknown folder", str(cat_dir), f"no {names} inside"))
+            continue
+        scan.problems += [Problem("unknown folder", str(cat_dir / p)) for p in parts if p not in (*splits, *extra)]
+        yield category, cat_dir, parts
+
+
 def list_files(folder: Path) -> tuple[list[str], list[str]]:
     """(image file names, other visible file names) of one folder, sorted."""
     images, other = [], []

@@ -14,7 +14,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from adbench.data.layout import GOOD, Problem, Scan, ad_sample, attach_support, label_of, list_files, subdirs
+from adbench.data.layout import (
+    GOOD,
+    Problem,
+    Scan,
+    ad_sample,
+    attach_support,
+    category_folders,
+    label_of,
+    list_files,
+    subdirs,
+)
 from adbench.schema import ANOMALOUS
 
 DATASET = "MVTec-LOCO"
@@ -24,19 +34,8 @@ GROUND_TRUTH = "ground_truth"
 
 def scan_loco(root: Path, *, seed: int = 0, dataset: str = DATASET) -> Scan:
     """Every image of an MVTec LOCO folder as a Sample, and every problem found."""
-    root = Path(root)
     scan = Scan()
-    if not root.is_dir():
-        scan.problems.append(Problem("missing dataset folder", str(root)))
-        return scan
-    for category in subdirs(root):
-        cat_dir = root / category
-        parts = subdirs(cat_dir)
-        if not any(p in SPLITS for p in parts):
-            scan.problems.append(Problem("unknown folder", str(cat_dir), "no train/, validation/ or test/ inside"))
-            continue
-        scan.problems += [Problem("unknown folder", str(cat_dir / p)) for p in parts
-                          if p not in (*SPLITS, GROUND_TRUTH)]
+    for category, cat_dir, _ in category_folders(Path(root), SPLITS, scan, extra=(GROUND_TRUTH,)):
         _scan_category(cat_dir, dataset, category, scan)
     # validation images are normal training data too (LOCO's authors use them so)
     attach_support(scan.samples, lambda s: s.meta["split"] in ("train", "validation"), seed)

@@ -20,6 +20,7 @@ from adbench.data.layout import (
     Scan,
     ad_sample,
     attach_support,
+    category_folders,
     label_of,
     list_files,
     mask_index,
@@ -35,18 +36,7 @@ def scan_mvtec(root: Path, dataset: str, *, seed: int = 0) -> Scan:
     """Every image of an MVTec-style dataset folder as a Sample, and every problem found."""
     root = Path(root)
     scan = Scan()
-    if not root.is_dir():
-        scan.problems.append(Problem("missing dataset folder", str(root)))
-        return scan
-    for category in subdirs(root):
-        cat_dir = root / category
-        parts = subdirs(cat_dir)
-        if not any(p in SPLITS for p in parts):
-            scan.problems.append(Problem("unknown folder", str(cat_dir), "no train/ or test/ inside"))
-            continue
-        for p in parts:
-            if p not in (*SPLITS, GROUND_TRUTH):
-                scan.problems.append(Problem("unknown folder", str(cat_dir / p)))
+    for category, _, _ in category_folders(root, SPLITS, scan, extra=(GROUND_TRUTH,)):
         _scan_category(root, dataset, category, scan)
     attach_support(scan.samples, lambda s: s.meta["split"] == "train" and s.label != ANOMALOUS, seed)
     return scan

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from adbench.model import SCORE, Model
-from adbench.models.backbones import file_sha256
+from adbench.models.backbones import file_sha256, load_state_dict
 from adbench.models.clip_common import (
     anomaly_probability,
     build_clip,
@@ -96,22 +96,10 @@ def expected_shapes(text_width: int, context: int, n_ctx: int = 12, depth: int =
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The prompt learner's state dict from a release-style file ({"prompt_learner": ...}) or a flat one."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"AnomalyCLIP prompt checkpoint not found: {p}")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p), device="cpu")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{p}: cannot read as a tensor checkpoint (torch.load weights_only): {e}") from e
-    if isinstance(obj, dict) and isinstance(obj.get("prompt_learner"), dict):
-        obj = obj["prompt_learner"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{p}: expected a dict of tensors (or {{'prompt_learner': dict of tensors}})")
-    return dict(obj)
+        return load_state_dict(path, "AnomalyCLIP prompt checkpoint", wrapper_keys=("prompt_learner",))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
 
 
 def check_checkpoint(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], path: str) -> None:

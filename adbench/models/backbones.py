@@ -38,21 +38,31 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict of tensors from a .pth/.pt (weights_only) or .safetensors file."""
+def load_state_dict(path: str | Path, what: str = "backbone weights",
+                    wrapper_keys: tuple[str, ...] = ("state_dict",)) -> dict[str, torch.Tensor]:
+    """A dict of tensors from a .safetensors file or a .pth/.pt file read with weights_only.
+
+    Never unpickles code. `wrapper_keys` unwrap checkpoints that nest the tensors one
+    level down (`{"state_dict": {...}}`, AnomalyCLIP's `{"prompt_learner": {...}}`).
+    Errors name the file: FileNotFoundError when absent, ValueError when not tensors.
+    """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {p}")
+        raise FileNotFoundError(f"{what} file not found: {p}")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(p), device="cpu")
-    obj = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]  # checkpoints that wrap the weights
-    if not isinstance(obj, dict):
-        raise ValueError(f"{p}: expected a state dict of tensors, got {type(obj).__name__}")
-    return obj
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickled code, corrupt files: one clear error
+        raise ValueError(f"{p}: cannot read as a tensor checkpoint (torch.load weights_only): {e}") from e
+    for key in wrapper_keys:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{p}: expected a dict of tensors (a state dict), got {type(obj).__name__}")
+    return dict(obj)
 
 
 def _package_version(dist: str) -> str | None:

@@ -99,24 +99,22 @@ def make_qwen(name: str, backend: str = "transformers", **kwargs: Any) -> Any:
     return QwenVLModel(**kwargs)
 
 
+def _mmad_zero_shot(name: str, base: str, backend: str, kwargs: dict[str, Any]) -> Any:
+    """A Qwen2.5-VL zero-shot preset: MMAD's prompt, image budget and 128 new tokens."""
+    for key, value in (("base", base), ("min_pixels", MMAD_MIN_PIXELS), ("max_pixels", MMAD_MAX_PIXELS),
+                       ("max_new_tokens", 128), ("protocol", "mmad")):
+        kwargs.setdefault(key, value)
+    return make_qwen(name, backend, **kwargs)
+
+
 def qwen25_vl_7b(backend: str = "transformers", **kwargs: Any) -> Any:
     """Qwen2.5-VL-7B-Instruct, zero-shot, MMAD's prompt and image budget."""
-    kwargs.setdefault("base", QWEN_7B)
-    kwargs.setdefault("min_pixels", MMAD_MIN_PIXELS)
-    kwargs.setdefault("max_pixels", MMAD_MAX_PIXELS)
-    kwargs.setdefault("max_new_tokens", 128)
-    kwargs.setdefault("protocol", "mmad")
-    return make_qwen("qwen2.5-vl-7b", backend, **kwargs)
+    return _mmad_zero_shot("qwen2.5-vl-7b", QWEN_7B, backend, kwargs)
 
 
 def qwen25_vl_3b(backend: str = "transformers", **kwargs: Any) -> Any:
     """Qwen2.5-VL-3B-Instruct, zero-shot, MMAD's prompt and image budget."""
-    kwargs.setdefault("base", QWEN_3B)
-    kwargs.setdefault("min_pixels", MMAD_MIN_PIXELS)
-    kwargs.setdefault("max_pixels", MMAD_MAX_PIXELS)
-    kwargs.setdefault("max_new_tokens", 128)
-    kwargs.setdefault("protocol", "mmad")
-    return make_qwen("qwen2.5-vl-3b", backend, **kwargs)
+    return _mmad_zero_shot("qwen2.5-vl-3b", QWEN_3B, backend, kwargs)
 
 
 def adfm(backend: str = "transformers", **kwargs: Any) -> Any:
