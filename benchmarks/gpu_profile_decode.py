@@ -1,0 +1,126 @@
+"""Where a decoding step of Qwen2.5-VL-7B goes under plain `generate` (GPU diagnosis, not a test).
+
+The end-to-end benchmark (`gpu_adfm.py`) found transformers' generate at about 57 ms
+per decoding step at batch 64 on an H200, against a memory-bound floor of about 4 ms.
+This script separates the model's own forward pass from generate's loop around it:
+
+1. `generate` with NEW_TOKENS sampled tokens, timed (ms per step);
+2. generate with one new token (the prefill alone), so that the per-step decoding cost
+   is generate's time minus the prefill;
+3. a torch.profiler trace of a short generate: the top operators by GPU time and by
+   CPU time, to show whether the gap is GPU work or host overhead.
+
+Random weights, same architecture and input sizes as ../shared/bench/hf_generate_anchor.py.
+
+    BATCH=64 NEW_TOKENS=32 python benchmarks/gpu_profile_decode.py
+    SIZE=tiny python benchmarks/gpu_profile_decode.py      # CPU dry run
+
+Prints JSON lines and the profiler tables; writes $OUT/gpu_profile_decode.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor
+
+SIZE = os.environ.get("SIZE", "7b")
+BATCH = int(os.environ.get("BATCH", "64" if SIZE == "7b" else "2"))
+SIDE = int(os.environ.get("SIDE", "448" if SIZE == "7b" else "112"))
+NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "32" if SIZE == "7b" else "4"))
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
+IMG, VID, VS, VE = 151655, 151656, 151652, 151653
+
+
+def config() -> Qwen2_5_VLConfig:
+    if SIZE == "7b":  # the published Qwen2.5-VL-7B-Instruct shapes (FACTS.md)
+        text = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                    num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
+                    rope_theta=1000000.0, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
+        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                      fullatt_block_indexes=[7, 15, 23, 31], window_size=112, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2)
+    else:
+        text = dict(vocab_size=152064, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                    rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
+        vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                      fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2, tokens_per_second=2)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=IMG, video_token_id=VID,
+                            vision_start_token_id=VS, vision_end_token_id=VE)
+
+
+def sync() -> None:
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def inputs(processor: Qwen2VLImageProcessor) -> dict[str, torch.Tensor]:
+    img = Image.fromarray((np.random.default_rng(0).random((SIDE, SIDE, 3)) * 255).astype("uint8"))
+    px = processor(images=[img] * BATCH, return_tensors="pt")
+    n_img = int(px["image_grid_thw"][0].prod()) // 4
+    ids = [VS] + [IMG] * n_img + [VE] + list(range(1000, 1120))
+    input_ids = torch.tensor([ids] * BATCH, device=DEV)
+    return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                pixel_values=px["pixel_values"].to(DEV, DTYPE), image_grid_thw=px["image_grid_thw"].to(DEV))
+
+
+def main() -> None:
+    rows = []
+    with torch.device(DEV):
+        torch.manual_seed(0)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config(), dtype=DTYPE, attn_implementation="sdpa")
+    model.eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.02)
+    inp = inputs(Qwen2VLImageProcessor())
+    kw = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True, eos_token_id=None, pad_token_id=0)
+    with torch.no_grad():
+        model.generate(**inp, **kw)  # warm-up
+        sync()
+        t = time.time()
+        model.generate(**inp, **kw)
+        sync()
+        gen_ms = 1000 * (time.time() - t) / NEW_TOKENS
+        rows.append({"what": "generate", "batch": BATCH, "ms_per_step": round(gen_ms, 2)})
+        print(json.dumps(rows[-1]), flush=True)
+
+        # the prefill alone (one new token): what is left of generate's time is decoding
+        one = dict(kw, max_new_tokens=1, min_new_tokens=1)
+        model.generate(**inp, **one)
+        sync()
+        t = time.time()
+        model.generate(**inp, **one)
+        sync()
+        prefill_ms = 1000 * (time.time() - t)
+        decode_ms = (gen_ms * NEW_TOKENS - prefill_ms) / max(NEW_TOKENS - 1, 1)
+        rows.append({"what": "prefill", "batch": BATCH, "ms": round(prefill_ms, 2)})
+        rows.append({"what": "decode step (generate minus prefill)", "batch": BATCH, "ms_per_step": round(decode_ms, 2)})
+        print(json.dumps(rows[-2]), json.dumps(rows[-1]), flush=True)
+
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV == "cuda" else [])
+        short = dict(kw, max_new_tokens=min(8, NEW_TOKENS), min_new_tokens=min(8, NEW_TOKENS))
+        with profile(activities=acts) as prof:
+            model.generate(**inp, **short)
+            sync()
+    key = "cuda_time_total" if DEV == "cuda" else "cpu_time_total"
+    by_gpu = prof.key_averages().table(sort_by=key, row_limit=20)
+    by_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
+    print(f"== top operators by {key}\n{by_gpu}\n== top operators by self CPU time\n{by_cpu}", flush=True)
+    out_dir = os.environ.get("OUT", ".")
+    with open(os.path.join(out_dir, "gpu_profile_decode.json"), "w") as f:
+        json.dump({"device": torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", "torch": torch.__version__,
+                   "rows": rows, "top_gpu": by_gpu, "top_cpu": by_cpu}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
