@@ -92,7 +92,14 @@ def stratified_subset(samples: Sequence[Sample], n: int | None, seed: int) -> li
     strata: dict[tuple[Any, ...], list[Sample]] = defaultdict(list)
     for s in samples:
         strata[(s.dataset, s.category, s.label if s.label is not None else -1, s.qtype)].append(s)
-    queues = [sorted(v, key=lambda s: _rank(seed, s.id)) for _, v in sorted(strata.items(), key=lambda kv: str(kv[0]))]
+    # Interleave the strata of different datasets (0th of each dataset, then 1st, ...), so
+    # that a limit smaller than the number of strata still spreads over every dataset.
+    by_dataset: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for key in sorted(strata, key=str):
+        by_dataset[key[0]].append(key)
+    order = [keys[i] for i in range(max(map(len, by_dataset.values())))
+             for _, keys in sorted(by_dataset.items()) if i < len(keys)]
+    queues = [sorted(strata[k], key=lambda s: _rank(seed, s.id)) for k in order]
     chosen: set[str] = set()
     depth = 0
     while len(chosen) < n:

@@ -175,6 +175,9 @@ def test_limit_is_stratified_and_deterministic(suite, tmp_path):
     assert [s.id for s in sub] == [s.id for s in stratified_subset(samples, 8, seed=0)]
     assert [s.id for s in sub] != [s.id for s in stratified_subset(samples, 8, seed=1)]
     assert [s.id for s in sub] != [s.id for s in samples[:8]]
+    # fewer samples than strata: still every dataset
+    small = stratified_subset(samples, 2, seed=0)
+    assert sorted(s.dataset for s in small) == ["DS-A", "DS-B"]
 
 
 def test_unknown_names_list_valid_ones(suite, tmp_path, capsys):
