@@ -4,7 +4,7 @@
     adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--format markdown|csv|latex] [--out FILE]
-    adbench leaderboard --layout table1|table2|table3|table4|datasets [RUN_DIR...] [--reference paper]
+    adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets [RUN_DIR...] [--reference paper]
                         [--compare MODEL] [--ci] [--format ...] [--out FILE]
     adbench report RUN_DIR [--out FILE.html]
     adbench data demo [--out DIR]
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     p.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
     p.add_argument("--layout", help="table1 (MMAD binary per dataset), table2 (cross-dataset), table3 (question "
-                   "types), table4 (ablation) or datasets (one column per dataset; the default with --compare/--ci)")
+                   "types), table4 (ablation), mmad (MMAD's summary, all question types) or datasets (one column per dataset; the default with --compare/--ci)")
     p.add_argument("--reference", choices=["paper"], help="add the published rows of the layout's paper table")
     p.add_argument("--compare", metavar="MODEL", help="add difference columns against this row (a run's label or "
                    "a published model, e.g. GPT-4.1); McNemar's test where both are runs on the same samples")
@@ -168,7 +168,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         from adbench.tables import build_table, render_table
 
         if args.reference and args.layout is None:
-            raise ValueError("--reference needs --layout table1|table2|table3|table4")
+            raise ValueError("--reference needs --layout table1|table2|table3|table4|mmad")
         table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
                             compare=args.compare, ci=args.ci, n_resamples=args.resamples,
                             confidence=args.confidence, seed=args.seed)

@@ -9,6 +9,8 @@ datasets and some question types:
 - `table3`: one column per question type (the six of MMAD's summary besides Anomaly
   Detection), each averaged over the run's datasets; "Object Analysis" pools MMAD's
   Object Structure and Object Details questions;
+- `mmad`: MMAD's summary: the Anomaly Detection column plus table3's six, each averaged
+  over the run's datasets (MMAD's own published rows as reference);
 - `datasets`: one column per dataset of the runs, each the dataset's own accuracy
   (the mean over its question types), i.e. the plain leaderboard.
 
@@ -104,6 +106,16 @@ LAYOUTS: dict[str, Layout] = {
     ),
     "table4": Layout("table4", "Ablation of rewards and reasoning (binary accuracy %)",
                      _dataset_columns(MMAD_DATASETS), ("Reward r_acc", "Reasoning"), "table4"),
+    "mmad": Layout(
+        "mmad",
+        "MMAD summary: every question type (accuracy % averaged over datasets)",
+        (Column(AD, None, (AD,)),)
+        + tuple(Column(q, None, (q,)) for q in _TABLE3_TYPES)
+        + (Column("Object Analysis", None, OBJECT_ANALYSIS),),
+        ("Scale",),
+        "mmad",
+        by_dataset=False,
+    ),
 }
 LAYOUT_NAMES = (*LAYOUTS, "datasets")
 

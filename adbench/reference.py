@@ -1,4 +1,4 @@
-"""Published reference figures: the AD-FM paper's Tables 1-4, shipped as data.
+"""Published reference figures: the AD-FM paper's Tables 1-4 and MMAD's rows, shipped as data.
 
 Each table is one JSON file in `adbench/leaderboards/` (installed with the package):
 its source (paper, arXiv id, table number, caption), the footnote marks it uses
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-TABLES = ("table1", "table2", "table3", "table4")
+TABLES = ("table1", "table2", "table3", "table4", "mmad")
 MISSING = "-"  # what the paper prints where it has no figure
 
 
@@ -58,7 +58,8 @@ class ReferenceTable:
     def citation(self) -> str:
         s = self.source
         arxiv = f", arXiv:{s['arxiv']}" if s.get("arxiv") else ""
-        return f"{s['title']}{arxiv}, Table {s['table']}"
+        where = f"Table {s['table']}" if isinstance(s["table"], int) else str(s["table"])
+        return f"{s['title']}{arxiv}, {where}"
 
 
 def _path_of(name: str) -> Any:
@@ -66,7 +67,7 @@ def _path_of(name: str) -> Any:
 
 
 def load_reference(name: str) -> ReferenceTable:
-    """The published table `name` (table1 ... table4), validated."""
+    """The published table `name` (table1 ... table4, mmad), validated."""
     if name not in TABLES:
         raise ReferenceTableError(f"unknown reference table {name!r}: use one of {', '.join(TABLES)}")
     path = _path_of(name)

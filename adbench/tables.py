@@ -100,7 +100,7 @@ def _pct(v: float | None) -> float | None:
 
 
 def _reference_rows(ref: ReferenceTable, layout: Layout) -> list[TableRow]:
-    where = f"published (Table {ref.source['table']})"
+    where = f"published (Table {ref.source['table']})" if isinstance(ref.source["table"], int) else "published (MMAD)"
     rows = []
     for r in ref.rows:
         keys = [r.model]

@@ -380,3 +380,15 @@ def test_cli_subprocess_writes_a_layout_to_a_file(runs, tmp_path):
     adfm = [r for r in rows if r["Model"] == "AD-FM (Ours)"]
     assert [adfm[0][c] for c in ("VisA", "MPDD", "DTD", "DAGM", "Avg.")] == ["77.43", "72.71", "92.64", "95.51", "84.57"]
     assert adfm[0]["Group"] == "Fine-tuned" and adfm[0]["Source"] == "published (Table 2)"
+
+
+def test_mmad_layout_prints_mmads_published_rows(capsys):
+    """MMAD's own 1-shot figures (FACTS.md): GPT-4o overall 74.31; Qwen2.5-VL-7B 72.19 overall, 71.10 AD."""
+    assert main(["leaderboard", "--layout", "mmad", "--reference", "paper"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[3:11] == ["Anomaly Detection", "Defect Classification", "Defect Localization",
+                            "Defect Description", "Defect Analysis", "Object Classification", "Object Analysis", "Avg."]
+    rows = {c[1]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in lines[2:4])}
+    assert rows["GPT-4o"][10] == "74.31" and rows["GPT-4o"][3] == "-"
+    assert rows["Qwen2.5-VL"][2] == "7B" and rows["Qwen2.5-VL"][3] == "71.10" and rows["Qwen2.5-VL"][10] == "72.19"
