@@ -2,6 +2,11 @@
 
     r = r_format + r_acc,  r_acc = r_cls + r_loc
 
+- r_format (`format_reward`): the paper names the term without a formula. "paper":
+  1 when the reply is exactly the protocol (every expected stage tag once, closed, in
+  order, nothing but whitespace outside them, no other stage) and its <answer> reads
+  as one of the options; else 0. "released": the graded constants of the public code
+  (see `format_reward`).
 - r_cls: 1 if the final decision equals the label, else 0.
 - r_loc, anomalous sample (GT boxes b_1..b_n, predicted boxes from <think> b^_1..b^_m):
   Hungarian matching M on cost 1 - GIoU; r_loc = mean GIoU over M + alpha * r_count,
@@ -25,11 +30,13 @@ training). Degenerate predicted boxes (inverted, zero area) are repaired by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from adbench.boxes import match_boxes
+from adbench.models import adfm_protocol as proto
 from adbench.schema import Box
 
 VARIANTS = ("paper", "released")
@@ -114,3 +121,71 @@ def classification_reward(answer: str | None, gold: str, variant: str = "paper")
 def random_reward(rng: np.random.Generator, sigma: float = 0.1) -> float:
     """Zero-mean Gaussian noise (the 'random reward perturbation' ablation)."""
     return float(rng.normal(0.0, sigma))
+
+
+#: The released format reward's box bound: every coordinate below 505 fits its 504x504 input.
+RELEASED_FRAME = (504, 504)
+_CLOSED = {tag: re.compile(rf"<{tag}>(.*?)</{tag}>", re.DOTALL | re.IGNORECASE) for tag in proto.ALL_TAGS}
+_FOUR_NUMBERS = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*\]")
+
+
+def format_reward(
+    text: str | None,
+    options: dict[str, str],
+    stages: str = proto.MULTI_STAGE,
+    variant: str = "paper",
+    frame: tuple[int, int] | None = None,
+) -> float:
+    """r_format for one reply.
+
+    paper (0 or 1): 1.0 when `adfm_protocol.split_stages` finds no structural problem
+    (each expected tag exactly once, closed, in order; no unexpected tag; no text
+    outside the tags) and `parse_reply` reads the <answer> as one of `options`. What
+    <think> says (boxes or not) is judged by r_loc, not here.
+
+    released (0 .. 1.2, the public code's graded constants): a non-empty closed
+    <think> +0.3 (+0.1 when over 10 characters); <rethink> likewise +0.2 (+0.1); the
+    <answer> is exactly an option letter (any case) +0.2, else contains one +0.1; a
+    list of four numbers in <think> +0.2, +0.1 more when every coordinate lies inside
+    the model input `frame` (width, height; the release hard-codes < 505 for its
+    504x504 inputs, the default here), else square brackets in <think> +0.1.
+    """
+    _check_variant(variant)
+    if not text or not text.strip():
+        return 0.0
+    if variant == "paper":
+        _, problems = proto.split_stages(text, proto.STAGE_TAGS[stages])
+        if problems:
+            return 0.0
+        return 1.0 if proto.parse_reply(text, options, stages).ok else 0.0
+    return _released_format(text, options, frame or RELEASED_FRAME)
+
+
+def _closed(tag: str, text: str) -> str | None:
+    m = _CLOSED[tag].search(text)
+    return m.group(1).strip() if m else None
+
+
+def _released_format(text: str, options: dict[str, str], frame: tuple[int, int]) -> float:
+    r = 0.0
+    think = _closed("think", text) or ""
+    if think:
+        r += 0.3 + (0.1 if len(think) > 10 else 0.0)
+    rethink = _closed("rethink", text) or ""
+    if rethink:
+        r += 0.2 + (0.1 if len(rethink) > 10 else 0.0)
+    answer = (_closed("answer", text) or "").lower()
+    letters = [k.lower() for k in options]
+    if answer in letters:
+        r += 0.2
+    elif answer and any(k in answer for k in letters):
+        r += 0.1
+    if think:
+        boxes = [tuple(float(v) for v in m) for m in _FOUR_NUMBERS.findall(think)]
+        if boxes:
+            w, h = frame
+            inside = all(x1 <= w and x2 <= w and y1 <= h and y2 <= h for x1, y1, x2, y2 in boxes)
+            r += 0.2 + (0.1 if inside else 0.0)
+        elif "[" in think and "]" in think:
+            r += 0.1
+    return round(r, 10)
