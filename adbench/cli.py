@@ -10,7 +10,10 @@
     adbench data demo [--out DIR]
     adbench data check [--data-root DIR] [--datasets NAME...]
     adbench data boxes [--data-root DIR] [--datasets NAME...] [--kernel K] [--min-area A]
-    adbench demo
+    adbench demo [--no-adfm]
+    adbench train --recipe NAME [--set key=value]... --out DIR [--data-root DIR]
+    adbench variance --model NAME [-M k=v]... --task NAME [-T k=v]... [-n 6] [--limit N]
+                     [--reward-variant paper|released] [--json]
 
 Every command prints errors as one line naming the bad file or argument, and exits 2.
 """
@@ -19,14 +22,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from adbench import __version__, registry
 
 #: Models `adbench demo` runs: offline, CPU, no weights beyond what pip installs.
 DEMO_MODELS = ("chance", "patchcore")
 DEMO_TASK = "demo-binary"
+#: `adbench demo` also trains this recipe into <out>/adfm-tiny and scores the adapter.
+DEMO_RECIPE = "tiny"
+DEMO_TRAIN_FOLDER = "adfm-tiny"
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -50,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"adbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered models or tasks")
-    p.add_argument("what", choices=["models", "tasks"])
+    p = sub.add_parser("list", help="list registered models, tasks or training recipes")
+    p.add_argument("what", choices=["models", "tasks", "recipes"])
 
     p = sub.add_parser("run", help="run a model on a task (resumes an interrupted run)")
     _add_run_args(p)
@@ -103,11 +110,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default ./runs)")
     p.add_argument("--limit", type=int, help="subset size per model")
+    p.add_argument("--no-adfm", action="store_true", help="skip training and scoring the tiny AD-FM model")
     p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("train", help="GRPO training of AD-FM from a recipe (TRL); resumes from its last checkpoint")
+    p.add_argument("--recipe", required=True, help="recipe name (see `adbench list recipes`) or a .yaml file")
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override a recipe key, e.g. --set grpo.beta=0.1 (repeatable; values read as YAML)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (adapter in OUT/adapter)")
+    p.add_argument("--data-root", type=Path, help="data folder (default: recipe data.data_root, $ADBENCH_DATA, cache)")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("variance", help="share of images whose sampled responses all get the same reward (Fig. 5)")
+    p.add_argument("--model", required=True, help="a local sampling model, e.g. adfm")
+    p.add_argument("--task", required=True)
+    p.add_argument("-M", dest="model_args", action="append", metavar="KEY=VALUE", help="model argument (repeatable)")
+    p.add_argument("-T", dest="task_args", action="append", metavar="KEY=VALUE", help="task argument (repeatable)")
+    p.add_argument("-n", type=int, default=6, help="responses sampled per image (default 6, as the paper)")
+    p.add_argument("--limit", type=int, help="deterministic stratified subset of N images")
+    p.add_argument("--reward-variant", default="paper", choices=["paper", "released"])
+    p.add_argument("--alpha", type=float, default=0.3, help="weight of r_count inside r_loc (default 0.3)")
+    p.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
+    p.add_argument("--seed", type=int, default=0, help="first sampling seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--json", action="store_true", help="print JSON (shares and every image's rewards)")
     return parser
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "recipes":
+        return _training("list_recipes")()
     table = registry.models() if args.what == "models" else registry.tasks()
     width = max((len(n) for n in table), default=0)
     for name, entry in table.items():
@@ -280,10 +312,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
         spec = RunSpec(model=model, task=DEMO_TASK, data_root=data_root, out=args.out, limit=args.limit,
                        progress=not args.no_progress)
         run_dirs.append(run(spec).run_dir)
+    if not args.no_adfm:
+        adapter = _training("demo_adapter")(Path(args.out) / DEMO_TRAIN_FOLDER, data_root, DEMO_RECIPE,
+                                            not args.no_progress)
+        spec = RunSpec(model="adfm", task=DEMO_TASK, model_args={"adapter": str(adapter)}, data_root=data_root,
+                       out=args.out, limit=args.limit, progress=not args.no_progress)
+        run_dirs.append(run(spec).run_dir)
     print(render(collect_rows(run_dirs), "markdown"), end="")
     for d in run_dirs:
         print(d)
     return 0
+
+
+def _training(name: str) -> Callable[..., Any]:
+    """adbench.training is reached by name, as models and tasks are (core never imports it)."""
+    return registry.load_target(f"adbench.training.commands:{name}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _training("train_command")(args)
+
+
+def cmd_variance(args: argparse.Namespace) -> int:
+    return _training("variance_command")(args)
 
 
 COMMANDS = {
@@ -294,6 +345,8 @@ COMMANDS = {
     "report": cmd_report,
     "data": cmd_data,
     "demo": cmd_demo,
+    "train": cmd_train,
+    "variance": cmd_variance,
 }
 
 

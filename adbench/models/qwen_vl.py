@@ -8,7 +8,10 @@ Presets (adbench/registry.py):
   `-M base=...` (default Qwen/Qwen2.5-VL-7B-Instruct), the released recipe's image
   budget (max_pixels 262144: 512x512 -> 504x504) and 512 new tokens. Boxes come back
   in original image pixels (Response.boxes), the model-frame boxes in
-  Response.meta["boxes_model_frame"].
+  Response.meta["boxes_model_frame"]. An adapter written by `adbench train` carries
+  `adbench_training.json`; from it the adapter's base model, image budget
+  (min/max pixels), protocol stages and completion length become the defaults, so
+  `-M adapter=DIR` alone scores the model as it was trained (any `-M` wins).
 
 `-M backend=vllm` runs the same prompts and parser through vLLM's offline engine
 (`adbench.models.vllm_backend`).
@@ -16,6 +19,8 @@ Presets (adbench/registry.py):
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from adbench.models.hf_vlm import HFVisionLanguageModel, check_args
@@ -32,6 +37,8 @@ from adbench.models.qwen_frame import (
 QWEN_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
 QWEN_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
 BACKENDS = ("transformers", "vllm")
+#: Written by `adbench train` into the adapter folder (adbench.training.trainer).
+TRAINING_METADATA = "adbench_training.json"
 
 
 class QwenVLModel(HFVisionLanguageModel):
@@ -117,8 +124,50 @@ def qwen25_vl_3b(backend: str = "transformers", **kwargs: Any) -> Any:
     return _mmad_zero_shot("qwen2.5-vl-3b", QWEN_3B, backend, kwargs)
 
 
+def read_training_metadata(adapter: str | Path) -> dict[str, Any] | None:
+    """The adapter folder's adbench_training.json, or None when it has none."""
+    path = Path(adapter).expanduser() / TRAINING_METADATA
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def trained_defaults(adapter: str | Path) -> dict[str, Any]:
+    """-M defaults from an adapter's training metadata: base, image budget, stages, length.
+
+    The base is stored relative to the adapter folder when training wrote it beside
+    the adapter (the tiny recipe's warmed-up base), so a copied output folder still works.
+    """
+    meta = read_training_metadata(adapter)
+    if not meta:
+        return {}
+    out: dict[str, Any] = {}
+    base = meta.get("base")
+    if base:
+        local = Path(adapter).expanduser() / base
+        out["base"] = str(local.resolve()) if not Path(base).is_absolute() and local.exists() else base
+    frame = meta.get("frame") or {}
+    for key in ("min_pixels", "max_pixels"):
+        if frame.get(key):
+            out[key] = int(frame[key])
+    if meta.get("stages"):
+        out["stages"] = meta["stages"]
+    if meta.get("max_completion_length"):
+        out["max_new_tokens"] = int(meta["max_completion_length"])
+    return out
+
+
 def adfm(backend: str = "transformers", **kwargs: Any) -> Any:
     """AD-FM: Qwen2.5-VL (+ LoRA adapter) answering in the multi-stage protocol."""
+    if kwargs.get("adapter"):
+        for key, value in trained_defaults(kwargs["adapter"]).items():
+            kwargs.setdefault(key, value)
     kwargs.setdefault("base", QWEN_7B)
     kwargs.setdefault("min_pixels", DEFAULT_MIN_PIXELS)
     kwargs.setdefault("max_pixels", ADFM_MAX_PIXELS)

@@ -1,0 +1,70 @@
+"""The training side of the command line: `adbench train`, `adbench variance`, `adbench list recipes`
+and the tiny AD-FM model of `adbench demo`.
+
+`adbench.cli` is core and never imports `adbench.training` (tests/test_architecture.py);
+it reaches these functions by name through `registry.load_target`, as it reaches models
+and tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from adbench import registry
+
+
+def list_recipes() -> int:
+    from adbench.training.recipes import available, load_recipe
+
+    names = available()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {load_recipe(name).get('description', '')}")
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from adbench.training.trainer import train
+
+    result = train(args.recipe, args.out, args.overrides, data_root=args.data_root, progress=not args.no_progress)
+    steps = result.metadata["steps"]
+    resumed = f", resumed from step {steps['resumed_from_step']}" if steps["resumed_from"] else ""
+    print(f"recipe {result.metadata['recipe']['name']}: {steps['global_step']} GRPO steps "
+          f"({steps['this_session']} this run{resumed}) in {result.metadata['seconds']['total']:.0f} s",
+          file=sys.stderr)
+    print(result.adapter)
+    return 0
+
+
+def variance_command(args: argparse.Namespace) -> int:
+    from adbench.training.variance import render_table, run_variance
+
+    report = run_variance(
+        args.model, args.task, model_args=registry.parse_assignments(args.model_args, "-M"),
+        task_args=registry.parse_assignments(args.task_args, "-T"), data_root=args.data_root, n=args.n,
+        limit=args.limit, seed=args.seed, variant=args.reward_variant, alpha=args.alpha,
+        batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(render_table(report), end="")
+    return 0
+
+
+def demo_adapter(folder: Path, data_root: Path, recipe: str, progress: bool) -> Path:
+    """The recipe's adapter in `folder`: trained now unless a finished one is there."""
+    from adbench.training.trainer import finished_adapter, train
+
+    adapter = finished_adapter(folder)
+    if adapter is not None:
+        print(f"tiny AD-FM: using the trained adapter {adapter}", file=sys.stderr)
+        return adapter
+    t0 = time.perf_counter()
+    result = train(recipe, folder, data_root=data_root, progress=progress)
+    print(f"tiny AD-FM: trained recipe {recipe!r} in {time.perf_counter() - t0:.0f} s -> {result.adapter}",
+          file=sys.stderr)
+    return result.adapter

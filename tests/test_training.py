@@ -1,0 +1,231 @@
+"""The tiny recipe end to end through TRL: SFT warm-up, GRPO, adapter, metadata, resume, scoring, variance."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from adbench.models.qwen_vl import TRAINING_METADATA, trained_defaults
+from adbench.training.lora import LANGUAGE_LINEAR, VISION_PATTERN, LoraTargetError, assert_vision_frozen
+from adbench.training.recipes import load_recipe
+from adbench.training.variance import REWARDS, all_equal
+from tests.training_fixtures import FIRST_STEPS, copy_training, tiny_training
+from tests.vlm_fixtures import tiny_assets
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return tiny_training()
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adbench", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_adapter_files_and_warmup(trained):
+    files = {p.name for p in trained.adapter.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", TRAINING_METADATA, "tokenizer.json"} <= files
+    assert (trained.out / "base-sft" / "model.safetensors").is_file()
+    warm = trained.metadata["warmup"]
+    assert warm["steps"] == load_recipe("tiny")["sft_warmup"]["max_steps"]
+    assert warm["final_loss"] < warm["first_loss"] / 3  # the warm-up learned the format
+    assert trained.metadata["base"] == "../base-sft"  # relative: a copied output folder still works
+
+
+def test_recorded_trl_config_matches_the_recipe(trained):
+    recipe = load_recipe("tiny")
+    meta = trained.metadata
+    cfg = meta["trl_config"]
+    assert cfg["loss_type"] == recipe["grpo"]["loss_type"] == "grpo"
+    assert cfg["beta"] == recipe["grpo"]["beta"] > 0
+    assert cfg["num_generations"] == recipe["grpo"]["num_generations"]
+    assert cfg["temperature"] == recipe["grpo"]["temperature"]
+    assert cfg["learning_rate"] == recipe["grpo"]["learning_rate"]
+    assert cfg["max_completion_length"] == recipe["grpo"]["max_completion_length"]
+    assert cfg["max_steps"] == FIRST_STEPS and cfg["use_vllm"] is False
+    assert meta["recipe"]["name"] == "tiny" and meta["overrides"] == [f"grpo.max_steps={FIRST_STEPS}"]
+    assert meta["rewards"]["functions"] == ["r_format", "r_cls", "r_loc"]
+    assert meta["split_hash"] and meta["split_hash"] == meta["data"]["split"]["hash"]
+    assert meta["versions"]["packages"]["trl"] and meta["frame"] == {"min_pixels": 3136, "max_pixels": 12544}
+    # LoRA: the recipe's rank, language-model projections only, nothing in the vision tower
+    lora = meta["lora"]
+    assert lora["config"]["r"] == recipe["lora"]["r"] and lora["config"]["lora_alpha"] == recipe["lora"]["alpha"]
+    adapted = lora["adapted_modules"]
+    assert len(adapted) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
+    assert all("language_model" in n for n in adapted)
+    assert not [n for n in adapted if VISION_PATTERN.search(n)]
+    saved = json.loads((trained.adapter / "adapter_config.json").read_text())
+    assert saved["target_modules"] == LANGUAGE_LINEAR
+
+
+def test_grpo_logged_its_steps_and_rewards(trained):
+    steps = [h for h in trained.metadata["log_history"] if "reward" in h]
+    assert [h["step"] for h in steps] == list(range(1, FIRST_STEPS + 1))
+    for h in steps:
+        assert {"rewards/r_format/mean", "rewards/r_cls/mean", "rewards/r_loc/mean", "frac_reward_zero_std"} <= set(h)
+        assert 0.0 <= h["frac_reward_zero_std"] <= 1.0
+    assert trained.metadata["steps"] == {"global_step": FIRST_STEPS, "resumed_from": None, "resumed_from_step": 0,
+                                         "this_session": FIRST_STEPS}
+
+
+def test_all_linear_lora_reaches_the_vision_tower_and_is_refused():
+    """The assertion can fail: peft's all-linear adapts vision MLPs (same names as the LLM's)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_assets().base, use_safetensors=True)
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear"))
+    with pytest.raises(LoraTargetError, match="vision tower"):
+        assert_vision_frozen(wrapped)
+
+
+def test_adfm_defaults_come_from_the_training_metadata(trained, tmp_path):
+    got = trained_defaults(trained.adapter)
+    assert got == {"base": str((trained.out / "base-sft").resolve()), "min_pixels": 3136, "max_pixels": 12544,
+                   "stages": "multi", "max_new_tokens": 96}
+    # a hub id stays a hub id; an adapter without metadata gives no defaults
+    (tmp_path / TRAINING_METADATA).write_text(json.dumps({"base": "Qwen/Qwen2.5-VL-7B-Instruct", "stages": "one"}))
+    assert trained_defaults(tmp_path) == {"base": "Qwen/Qwen2.5-VL-7B-Instruct", "stages": "one"}
+    assert trained_defaults(tmp_path / "nothing-here") == {}
+
+
+def test_adbench_run_scores_the_trained_adapter(trained, tmp_path):
+    proc = _cli("run", "--model", "adfm", "-M", f"adapter={trained.adapter}", "--task", "demo-binary",
+                "--data-root", str(trained.data_root), "--out", str(tmp_path), "--limit", "6", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    config = json.loads((run_dir / "config.json").read_text())
+    model_cfg = json.dumps(config)
+    assert str((trained.out / "base-sft").resolve()) in model_cfg  # the base came from the metadata
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["counts"]["n"] == 6 and results["counts"]["n_failed"] == 0
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    parsed = [r for r in records if r["parse_status"] == "ok"]
+    assert parsed, "the warmed-up model should answer in the protocol"
+    assert all(r["answer"] in ("A", "B") for r in parsed)
+    acc = results["metrics"]["average"]["accuracy"]
+    assert 0.0 <= acc <= 1.0
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    out = copy_training(tmp_path / "tiny")
+    assert (out / "checkpoints" / f"checkpoint-{FIRST_STEPS}").is_dir()
+    proc = _cli("train", "--recipe", "tiny", "--set", f"grpo.max_steps={FIRST_STEPS + 1}", "--out", str(out),
+                "--data-root", str(tiny_training().data_root), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from step 2" in proc.stderr
+    meta = json.loads((out / "adapter" / TRAINING_METADATA).read_text())
+    assert meta["steps"]["global_step"] == FIRST_STEPS + 1
+    assert meta["steps"]["resumed_from"].endswith(f"checkpoint-{FIRST_STEPS}")
+    assert meta["steps"]["this_session"] == 1
+    assert meta["warmup"]["steps"] == tiny_training().metadata["warmup"]["steps"]  # not redone
+    assert meta["seconds"]["base_and_warmup"] < 5
+    assert [h["step"] for h in meta["log_history"] if "reward" in h] == [1, 2, 3]  # history carried over
+    assert (out / "checkpoints" / f"checkpoint-{FIRST_STEPS + 1}").is_dir()  # saved at the end
+
+
+def test_train_cli_errors_name_the_problem(tmp_path):
+    proc = _cli("train", "--recipe", "no-such-recipe", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "unknown recipe 'no-such-recipe'" in proc.stderr
+    proc = _cli("train", "--recipe", "tiny", "--set", "grpo.no_such_option=1", "--out", str(tmp_path),
+                "--data-root", str(tiny_assets().data_root))
+    assert proc.returncode == 2 and "no_such_option" in proc.stderr
+
+
+def test_variance_reports_three_consistent_shares(trained, capsys):
+    from adbench.cli import main
+
+    argv = ["variance", "--model", "adfm", "-M", f"adapter={trained.adapter}", "--task", "demo-binary",
+            "--data-root", str(trained.data_root), "--limit", "4", "-n", "6", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 6 and report["n_images"] == 4
+    assert set(report["shares"]) == set(REWARDS)
+    for name in REWARDS:
+        share = report["shares"][name]
+        assert 0.0 <= share <= 1.0
+        recomputed = sum(all_equal(img["rewards"][name]) for img in report["images"]) / 4
+        assert share == pytest.approx(recomputed)
+    for img in report["images"]:
+        assert all(len(img["rewards"][name]) == 6 for name in REWARDS)
+        assert all(r in (0.0, 1.0) for r in img["rewards"]["binary"])
+        assert len(img["answers"]) == 6 and img["failed"] == 0
+    assert main(argv[:-1]) == 0
+    table = capsys.readouterr().out
+    assert "binary + GIoU (r_cls + r_loc)" in table and "%" in table
+
+
+@pytest.mark.parametrize("name", ["paper-multidomain", "paper-crossdataset", "one-stage-cls", "multi-stage-cls",
+                                  "multi-stage-cls-random", "multi-stage-cls-count", "multi-stage-cls-loc"])
+def test_paper_recipes_give_the_papers_grpo_config(name, tmp_path):
+    from adbench.training.lora import lora_config
+    from adbench.training.trainer import grpo_config
+
+    # bf16 needs a GPU; everything else is checked as the recipe states it
+    recipe = load_recipe(name, ["grpo.bf16=false", "grpo.use_cpu=true", "vllm.enabled=false"])
+    cfg = grpo_config(recipe, tmp_path)
+    assert (cfg.loss_type, cfg.beta, cfg.num_generations, cfg.temperature, cfg.learning_rate) == \
+        ("grpo", 0.04, 6, 0.9, 1e-5)
+    assert cfg.gradient_checkpointing and cfg.max_completion_length == 512 and cfg.num_train_epochs == 15
+    assert cfg.use_vllm is False and cfg.remove_unused_columns is False
+    lora = lora_config(recipe)
+    assert (lora.r, lora.lora_alpha, lora.target_modules) == (64, 128, LANGUAGE_LINEAR)
+    assert recipe["model"] == {"dtype": "bfloat16", "attn_implementation": "eager"}
+
+
+def test_vllm_switch(tmp_path, monkeypatch):
+    from adbench.training import trainer
+
+    recipe = load_recipe("tiny", ["vllm.enabled=true"])
+    monkeypatch.setattr(trainer, "vllm_available", lambda: False)
+    with pytest.raises(trainer.TrainingError, match="vllm is not installed"):
+        trainer.grpo_config(recipe, tmp_path)
+    monkeypatch.setattr(trainer, "vllm_available", lambda: True)
+    recipe = load_recipe("tiny", ["vllm.enabled=auto", "vllm.mode=server"])
+    assert trainer.use_vllm(recipe) is True
+    assert trainer.use_vllm(load_recipe("tiny", ["vllm.enabled=false"])) is False
+
+
+def test_list_recipes(capsys):
+    from adbench.cli import main
+    from adbench.training.recipes import available
+
+    assert main(["list", "recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == available()
+    assert any(line.startswith("tiny") and "SFT warm-up" in line for line in lines)
+
+
+def test_cpu_warmup_loss_equals_the_models_own_completion_loss():
+    """The CPU SFT loss (cross-entropy on completion positions only) is the causal-LM loss TRL minimises."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from adbench.training.warmup import completion_loss_trainer
+
+    base = tiny_assets().base
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, use_safetensors=True)
+    proc = AutoProcessor.from_pretrained(base)
+    image = Image.new("RGB", (56, 56), (120, 30, 200))
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Q?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "<answer>B</answer>"}]}]
+    enc = proc.apply_chat_template([messages], tokenize=True, return_dict=True, return_tensors="pt")
+    labels = enc["input_ids"].clone()
+    labels[:, :-8] = -100  # only the last 8 tokens are "completion"
+    inputs = {**enc, "labels": labels}
+    fake = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False))
+    with torch.no_grad():
+        ours = completion_loss_trainer().compute_loss(fake, model, dict(inputs))
+        theirs = model(**inputs).loss
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-5)
