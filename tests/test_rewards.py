@@ -38,6 +38,9 @@ def test_more_predictions_than_gt():
     # m = 3, n = 2: both GT matched perfectly, the extra box is unmatched; |m-n| = 1 -> 0.5
     pred = [GT[1], (100, 100, 110, 110), GT[0]]
     assert localization_reward(pred, GT, True, alpha=0.3) == pytest.approx(1.0 + 0.15)
+    # released: mean over all 3 predictions, the unmatched one counting 0 -> 2/3 + 0.15
+    rel = localization_reward(pred, GT, True, alpha=0.3, variant="released")
+    assert rel == pytest.approx((2 / 3 + 0.15 + 0.5) / 1.5)
 
 
 def test_fewer_predictions_than_gt():
@@ -78,8 +81,10 @@ def test_degenerate_boxes_are_finite():
         assert math.isfinite(r)
 
 
-def test_anomalous_without_gt_boxes_gets_zero():
-    assert localization_reward([(1, 1, 2, 2)], [], True) == 0.0
+def test_anomalous_without_gt_boxes():
+    assert localization_reward([(1, 1, 2, 2)], [], True) == 0.0  # paper: cannot judge localization
+    assert localization_reward([(1, 1, 2, 2)], [], True, variant="released") == 0.5  # release: r_focus
+    assert localization_reward([], [], True, variant="released") == 0.0
 
 
 def test_classification_reward_variants():

@@ -20,8 +20,10 @@ Two variants:
   r_count; an anomalous sample without GT boxes (no mask) gets r_loc = 0, since
   localization cannot be judged.
 - "released": the constants of the public AD-FM release: the anomalous r_loc is
-  rescaled to (r + 0.5) / 1.5 and clipped to [0, 1], m = 0 gives 0; r_cls gives 0.8
-  when the gold answer is contained in a short (<= 10 characters) answer.
+  rescaled to (r + 0.5) / 1.5 and clipped to [0, 1], m = 0 gives 0, the mean GIoU is
+  taken over all m predictions (an unmatched prediction counts 0), and an anomalous
+  sample without GT boxes gets r_focus like a normal one; r_cls gives 0.8 when the
+  gold answer is contained in a short (<= 10 characters) answer.
 
 All boxes are (x1, y1, x2, y2) in one coordinate frame (the model-input frame during
 training). Degenerate predicted boxes (inverted, zero area) are repaired by
@@ -91,13 +93,17 @@ def localization_reward(
     m, n = len(pred_boxes), len(gt_boxes)
     if not is_anomalous:
         return focus_reward(m)
-    if n == 0:
-        return 0.0
     if variant == "released":
+        if n == 0:  # the release treats an anomalous image without GT boxes like a normal one
+            return focus_reward(m)
         if m == 0:
             return 0.0
-        r = mean_matched_giou(pred_boxes, gt_boxes) + alpha * count_reward(m, n)
+        # the release averages GIoU over all m predictions, an unmatched one counting 0
+        pairs = match_boxes(as_boxes(pred_boxes), as_boxes(gt_boxes))
+        r = sum(g for _, _, g in pairs) / m + alpha * count_reward(m, n)
         return float(min(max((r + 0.5) / 1.5, 0.0), 1.0))
+    if n == 0:
+        return 0.0
     return mean_matched_giou(pred_boxes, gt_boxes) + alpha * count_reward(m, n)
 
 
