@@ -15,7 +15,8 @@ def test_adbench_demo_prints_leaderboard_with_patchcore_above_chance(tmp_path, c
     captured = capsys.readouterr()
     out = captured.out
     assert "| Model" in out and "chance" in out and "patchcore (calib.)" in out and "patchcore*" in out
-    assert "| adfm" in out and "using the trained adapter" in captured.err
+    assert "| adfm (tiny demo model)" in out and "not AD-FM's accuracy" in out
+    assert "using the trained adapter" in captured.err
     run_dirs = [Path(line) for line in out.splitlines() if line.startswith(str(tmp_path))]
     results = {d.parent.name: json.loads((d / "results.json").read_text()) for d in run_dirs}
     chance = results["chance"]["metrics"]["average"]["accuracy"]
