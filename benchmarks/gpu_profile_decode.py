@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -36,16 +37,13 @@ NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "32" if SIZE == "7b" else "4"))
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
 IMG, VID, VS, VE = 151655, 151656, 151652, 151653
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu_adfm.py beside this file
 
 
 def config() -> Qwen2_5_VLConfig:
-    if SIZE == "7b":  # the published Qwen2.5-VL-7B-Instruct shapes (FACTS.md)
-        text = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                    num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
-                    rope_theta=1000000.0, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
-        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                      fullatt_block_indexes=[7, 15, 23, 31], window_size=112, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2)
+    if SIZE == "7b":  # the published Qwen2.5-VL-7B-Instruct shapes, as gpu_adfm.py uses them
+        from gpu_adfm import TEXT_7B as text
+        from gpu_adfm import VISION_7B as vision
     else:
         text = dict(vocab_size=152064, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
