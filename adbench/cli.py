@@ -1,6 +1,6 @@
 """The `adbench` command line.
 
-    adbench list models|tasks
+    adbench list models|tasks|recipes
     adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--format markdown|csv|latex] [--out FILE]
