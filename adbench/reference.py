@@ -11,10 +11,11 @@ Every row is marked `"published": true`: these figures were not run here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+
+from adbench.jsonfile import read_json
 
 TABLES = ("table1", "table2", "table3", "table4", "mmad")
 MISSING = "-"  # what the paper prints where it has no figure
@@ -71,12 +72,7 @@ def load_reference(name: str) -> ReferenceTable:
     if name not in TABLES:
         raise ReferenceTableError(f"unknown reference table {name!r}: use one of {', '.join(TABLES)}")
     path = _path_of(name)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ReferenceTableError(f"reference table missing from the installation: {path}") from e
-    except json.JSONDecodeError as e:
-        raise ReferenceTableError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from e
+    data = read_json(str(path), ReferenceTableError, "reference table (part of the installation)")
     return parse_reference(data, str(path))
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from adbench.jsonfile import read_json as read_json_file
 from adbench.schema import Record
 
 CONFIG = "config.json"
@@ -40,12 +41,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise StoreError(f"missing file: {path}") from e
-    except json.JSONDecodeError as e:
-        raise StoreError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    return read_json_file(path, StoreError, "run file")
 
 
 class RunStore:

@@ -23,13 +23,13 @@ a run reaches it, and `adbench data check` lists it beforehand.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from adbench.data.layout import Scan, gc_paused
 from adbench.data.paths import DataError, join_inside
+from adbench.jsonfile import read_json
 from adbench.schema import ANOMALOUS, NORMAL, Sample
 
 INDEX_NAME = "mmad.json"
@@ -37,14 +37,7 @@ INDEX_NAME = "mmad.json"
 
 def load_index(path: Path) -> dict[str, Any]:
     """Parse an MMAD index file, with errors that name the file and position."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise DataError(f"MMAD index not found: {path}") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    data = read_json(path, DataError, "MMAD index")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object keyed by image path, got {type(data).__name__}")
     return data

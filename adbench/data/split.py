@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench.data.paths import DataError
+from adbench.jsonfile import read_json
 from adbench.schema import Sample
 
 FORMAT = "adbench-split/1"
@@ -112,12 +113,7 @@ def units_of(samples: Sequence[Sample]) -> dict[str, Stratum]:
 
 def load_split(path: Path, units: Mapping[str, Stratum]) -> Split:
     """A split file, checked against the index: disjoint, complete, no unknown images."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DataError(f"split file not found: {path}") from e
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    data = read_json(path, DataError, "split file")
     if not isinstance(data, dict) or not all(isinstance(data.get(p), list) for p in PARTS):
         raise DataError(f"{path}: a split file needs 'train' and 'eval' lists of image keys")
     train, eval_ = set(data["train"]), set(data["eval"])

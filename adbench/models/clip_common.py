@@ -20,7 +20,6 @@ Weights, in order of precedence:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from adbench.images import ImageError, load_image
+from adbench.jsonfile import read_json
 
 #: CLIP's image normalisation (OpenAI's statistics; the LAION-trained tags use the same).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -60,10 +60,7 @@ def _register_config_file(path: Path) -> str:
 
     if not path.is_file():
         raise FileNotFoundError(f"open_clip model config file not found: {path}")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from e
+    cfg = read_json(path, ValueError, "open_clip model config file")
     if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
         raise ValueError(f"{path}: not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)")
     name = path.stem

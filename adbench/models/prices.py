@@ -8,10 +8,11 @@ and its source, and both are recorded in the run's config next to the price used
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from adbench.jsonfile import read_json
 
 DEFAULT_TABLE = Path(__file__).with_name("prices.json")
 PER_TOKENS = 1_000_000  # the table's unit: USD per 1M tokens
@@ -44,12 +45,7 @@ class Price:
 def load_table(path: str | Path | None = None) -> dict[str, Any]:
     """The price table at `path` (default: the one shipped with adbench), checked for shape."""
     p = Path(path).expanduser() if path else DEFAULT_TABLE
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise PriceError(f"price table not found: {p}") from e
-    except json.JSONDecodeError as e:
-        raise PriceError(f"{p}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    data = read_json(p, PriceError, "price table")
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise PriceError(f"{p}: expected {{\"models\": {{<model>: {{\"input\": ..., \"output\": ...}}}}}}")

@@ -19,10 +19,10 @@ Presets (adbench/registry.py):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from adbench.jsonfile import read_json
 from adbench.models.hf_vlm import HFVisionLanguageModel, check_args
 from adbench.models.qwen_frame import (
     ADFM_MAX_PIXELS,
@@ -129,10 +129,7 @@ def read_training_metadata(adapter: str | Path) -> dict[str, Any] | None:
     path = Path(adapter).expanduser() / TRAINING_METADATA
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from e
+    data = read_json(path, ValueError, "training metadata")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data
