@@ -25,8 +25,13 @@ more than the anchor's 120), so the ratio slightly favours the anchor.
 Environment: SIZE (7b|tiny), BATCHES (e.g. 6,64), SIDE (image side, px), NEW_TOKENS,
 ROUNDS (timed batches per measurement), REFS (0: query image only, like the anchor; 1:
 the 1-shot protocol's reference image too), MODES (comma list of adapter settings:
-dynamic, dynamic+prefetch, static, static+prefetch; "static" = static KV cache with a
-compiled decoding step), ANCHOR (path, or "off"), TOKENIZER_DIR (a saved Qwen2.5
+dynamic, static, fast, each optionally +prefetch; "dynamic" and "static" run
+transformers' `generate` (static = static KV cache with a compiled decoding step),
+"fast" runs adbench's own engine (`-M engine=fast`: adbench.models.static_decode, with
+its decoding step compiled into a CUDA graph on a GPU; "fast+tuned": the same with
+inductor's coordinate-descent kernel tuning)), CHECK (1: first compare the
+fast engine's greedy replies with `generate`'s on a tiny fp32 model on this device),
+ANCHOR (path, or "off"), TOKENIZER_DIR (a saved Qwen2.5
 tokenizer folder, for machines without the dashscope package), OUT.
 """
 
@@ -54,7 +59,7 @@ SIDE = int(os.environ.get("SIDE", "112" if TINY else "448"))
 NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "8" if TINY else "256"))
 ROUNDS = int(os.environ.get("ROUNDS", "1" if TINY else "3"))
 REFS = int(os.environ.get("REFS", "0"))
-MODES = os.environ.get("MODES", "dynamic,dynamic+prefetch" if TINY else "dynamic,static,static+prefetch").split(",")
+MODES = os.environ.get("MODES", "dynamic,fast" if TINY else "dynamic,fast+prefetch").split(",")
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
 
@@ -126,6 +131,47 @@ def build_model() -> tuple:
     return model, processor, pixels
 
 
+def check_fast_engine(tmp: Path) -> dict:
+    """Greedy replies of `-M engine=fast` (compiled on a GPU) against `generate`, tiny fp32 model, this device.
+
+    Prompts of different lengths (two image sizes) so that left padding is exercised.
+    """
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from adbench.models import tiny_qwen
+    from adbench.models.qwen_vl import QwenVLModel
+    from adbench.schema import Query
+
+    t = time.time()
+    with torch.device(DEV):
+        torch.manual_seed(0)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(tiny_qwen.tiny_config(), dtype=torch.float32,
+                                                                 attn_implementation="sdpa")
+    model.eval()
+    for p in model.parameters():
+        if p.ndim >= 2:
+            p.data.normal_(0, 0.2)  # as tiny_qwen.build_tiny_qwen_vl: replies differ from image to image
+    model.generation_config.eos_token_id = [tiny_qwen.IM_END_ID, tiny_qwen.ENDOFTEXT_ID]
+    processor = tiny_qwen.build_qwen_processor(tokenizer=os.environ.get("TOKENIZER_DIR"), cache_dir=None)
+    rng = np.random.default_rng(1)
+    queries = []
+    for i, (w, h) in enumerate([(112, 112), (56, 84), (112, 112), (84, 56)] * 2):
+        path = tmp / f"check_{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        queries.append(Query(id=f"c{i}", images=[str(path)], question="Is there any defect in the object?",
+                             options={"A": "Yes.", "B": "No."}, prompt="", n_references=0))
+    # batches of 3 (padded to 4 rows when compiled) mixing both prompt lengths: left padding is exercised
+    kwargs = dict(protocol="adfm", dtype="float32", device=DEV, batch_size=3, sort_by_length=False,
+                  max_new_tokens=24, min_pixels=tiny_qwen.TINY_MIN_PIXELS, max_pixels=tiny_qwen.TINY_MAX_PIXELS)
+    reference = QwenVLModel.from_components(model, processor, engine="generate", **kwargs).predict(queries)
+    fast = QwenVLModel.from_components(model, processor, engine="fast", compile=DEV == "cuda", **kwargs)
+    got = [r.text for r in fast.predict(queries)]
+    return dict(n=len(queries), identical=sum(a.text == b for a, b in zip(reference, got)),
+                distinct_replies=len({r.text for r in reference}), compiled=DEV == "cuda",
+                prompt_lengths=sorted({r.usage["prompt_tokens"] for r in reference}),
+                last_batch=fast._decoder.last_timing, s=round(time.time() - t, 1))
+
+
 def make_queries(n: int, tmp: Path) -> list:
     from adbench.schema import Query
 
@@ -146,10 +192,20 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
     from adbench.models.qwen_vl import QwenVLModel
 
     parts = set(mode.split("+"))
+    if DEV == "cuda" and "fast" in parts:
+        import torch._dynamo
+        import torch._inductor.config
+
+        # "+tuned": inductor tunes its generated kernels' launch configurations (longer compile)
+        tuned = "tuned" in parts
+        if torch._inductor.config.coordinate_descent_tuning != tuned:
+            torch._inductor.config.coordinate_descent_tuning = tuned
+            torch._dynamo.reset()  # compiled code does not depend on this flag otherwise
     adapter = QwenVLModel.from_components(
         model, processor, base=f"random Qwen2.5-VL ({SIZE})", protocol="adfm", dtype=str(DTYPE).split(".")[-1],
         device=DEV, batch_size=bs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True,
-        cache="static" if "static" in parts else "dynamic", compile="static" in parts and DEV == "cuda",
+        cache="static" if "static" in parts else "dynamic", engine="fast" if "fast" in parts else "generate",
+        compile=bool(parts & {"static", "fast"}) and DEV == "cuda",
         prefetch="prefetch" in parts, min_pixels=28 * 28, max_pixels=pixels)
     warm = queries[:bs]
     for _ in range(2):  # warm-up (static mode compiles here)
@@ -166,25 +222,29 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     adapter.close()
+    timing = dict(getattr(adapter._decoder, "last_timing", None) or {})  # the fast engine's last batch
     failed = [r.error for r in responses if r.error]
     new_tokens = sum(r.usage.get("completion_tokens", 0) for r in responses if not r.error)
     return dict(kind="ADFM", mode=mode, bs=bs, n=len(timed), side=SIDE, refs=REFS,
                 prompt_tokens=responses[0].usage.get("prompt_tokens") if not failed else None,
                 new_tokens=NEW_TOKENS, s=round(dt, 3), images_s=round(len(timed) / dt, 3),
                 tok_s=round(new_tokens / dt, 1), failed=len(failed), first_error=failed[0] if failed else None,
-                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None)
+                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None,
+                last_batch=timing or None)
 
 
 def main() -> None:
     import transformers
 
     for mode in MODES:  # check before the (long) anchor run
-        if not set(mode.split("+")) <= {"dynamic", "static", "prefetch"}:
-            raise SystemExit(f"unknown MODES entry {mode!r} (parts: dynamic, static, prefetch)")
+        if not set(mode.split("+")) <= {"dynamic", "static", "fast", "prefetch", "tuned"}:
+            raise SystemExit(f"unknown MODES entry {mode!r} (parts: dynamic, static, fast, prefetch, tuned)")
 
     out_dir = Path(os.environ.get("OUT", "."))
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="adbench-gpu-bench-"))
+    check = check_fast_engine(tmp) if os.environ.get("CHECK", "1") == "1" else {"status": "skipped"}
+    log("CHECK", check)
     anchor = run_anchor(tmp)  # first, in its own process: it frees its memory before ours is built
     log("ANCHOR", {k: v for k, v in anchor.items() if k != "rows"} | {"rows": anchor.get("rows", [])})
     model, processor, pixels = build_model()
@@ -192,7 +252,7 @@ def main() -> None:
     rows: list[dict] = []
     report = dict(size=SIZE, device=torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu",
                   torch=torch.__version__, transformers=transformers.__version__, side=SIDE,
-                  new_tokens=NEW_TOKENS, rounds=ROUNDS, refs=REFS, anchor=anchor, rows=rows)
+                  new_tokens=NEW_TOKENS, rounds=ROUNDS, refs=REFS, check=check, anchor=anchor, rows=rows)
     for mode in MODES:
         for bs in BATCHES:
             try:

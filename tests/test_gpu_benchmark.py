@@ -21,13 +21,16 @@ def test_gpu_benchmark_dry_run(tmp_path):
     tok_dirs = [p.parent for p in tiny_assets().tokenizer_cache.glob("*/tokenizer.json")]
     assert tok_dirs
     env = dict(os.environ, SIZE="tiny", BATCHES="2", NEW_TOKENS="4", ROUNDS="1", REFS="1",
-               MODES="dynamic,static+prefetch", OUT=str(tmp_path), TOKENIZER_DIR=str(tok_dirs[0]))
+               MODES="dynamic,fast+prefetch", OUT=str(tmp_path), TOKENIZER_DIR=str(tok_dirs[0]))
     proc = subprocess.run([sys.executable, "benchmarks/gpu_adfm.py"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_adfm.json").read_text())
     assert report["device"] == "cpu" and report["size"] == "tiny"
-    assert [r["mode"] for r in report["rows"]] == ["dynamic", "static+prefetch"]
+    check = report["check"]  # the fast engine repeats generate's greedy replies (padding included)
+    assert check["identical"] == check["n"] == 8 and check["distinct_replies"] > 1
+    assert len(check["prompt_lengths"]) == 2  # batches mixed two prompt lengths (left padding)
+    assert [r["mode"] for r in report["rows"]] == ["dynamic", "fast+prefetch"]
     for row in report["rows"]:
         assert row["failed"] == 0 and row["n"] == 2
         assert row["images_s"] > 0 and row["tok_s"] > 0

@@ -230,6 +230,18 @@ def test_cli_adfm_run_end_to_end(assets, tmp_path):
     assert mc["prompting"] == "adfm" and mc["stages"] == "multi"
     assert mc["adapter"] == str(assets.adapter) and mc["backend"] == "transformers"
     assert mc["max_pixels"] == TINY_ARGS["max_pixels"]
+    assert mc["engine"] == "generate"  # "auto" on a CPU
+    # the same run through the fast engine: the same replies, its name in the provenance
+    proc = _cli("run", "--model", "adfm", "-M", f"base={assets.base}", "-M", f"adapter={assets.adapter}",
+                "-M", "max_new_tokens=16", "-M", f"min_pixels={TINY_ARGS['min_pixels']}",
+                "-M", f"max_pixels={TINY_ARGS['max_pixels']}", "-M", "engine=fast", "--task", "demo-binary",
+                "--limit", "8", "--data-root", str(assets.data_root), "--out", str(out), "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fast_dir = Path(proc.stdout.strip().splitlines()[-1])
+    assert fast_dir != run_dir
+    fast = [json.loads(line) for line in (fast_dir / "samples.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["text"] for r in fast} == {r["id"]: r["text"] for r in records}
+    assert json.loads((fast_dir / "config.json").read_text())["model_config"]["engine"] == "fast"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")

@@ -398,23 +398,28 @@ class HFVisionLanguageModel(Model):
                 return [r for p in enc.items for r in self._run(self._encode([p]))]
             return [Response.failure(f"generation failed: {type(e).__name__}: {e}")]
 
+    def _new_tokens(self, inputs: Any) -> list[list[int]]:
+        """The generated token ids of each row of an encoded batch (transformers' `generate`)."""
+        import torch
+
+        inputs = inputs.to(self.device)
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **self._generate_kwargs())
+        return out[:, inputs["input_ids"].shape[1]:].tolist()
+
     def _generate(self, enc: Encoded) -> list[Response]:
         import torch
 
-        inputs = enc.inputs.to(self.device)
-        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         if self.do_sample:
             torch.manual_seed(self.seed)
         t = time.perf_counter()
-        with torch.inference_mode():
-            out = self.model.generate(**inputs, **self._generate_kwargs())
+        new = self._new_tokens(enc.inputs)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         gen_s = time.perf_counter() - t
-        prompt_len = inputs["input_ids"].shape[1]
-        new = out[:, prompt_len:].tolist()
-        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        prompt_tokens = enc.inputs["attention_mask"].sum(dim=1).tolist()
         n = len(enc.items)
         responses = []
         for row, p in enumerate(enc.items):

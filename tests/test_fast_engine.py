@@ -1,0 +1,253 @@
+"""The fast Qwen2.5-VL engine (`-M engine=fast`) and its attention rewrites, on real tiny models.
+
+Every rewrite must give what transformers gives: the kernels are compared with plain
+reference computations, the engine's greedy replies with `generate`'s (left padding,
+EOS, min_new_tokens included).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adbench.models import tiny_qwen
+from adbench.models.qwen_kernels import (
+    ATTENTION_NAME,
+    gqa_sdpa_attention,
+    install_fast_attention,
+    segment_attention,
+)
+from adbench.models.qwen_vl import QwenVLModel
+from adbench.models.static_decode import Sampling, StaticDecoder, bucket_rows, pad_rows
+from tests.vlm_fixtures import TINY_ARGS, demo_queries, tiny_assets
+
+
+@pytest.fixture(scope="module")
+def assets():
+    return tiny_assets()
+
+
+@pytest.fixture(scope="module")
+def queries(assets):
+    return demo_queries(4)  # 0-shot and 1-shot: two prompt lengths in one batch of 8
+
+
+def _load(assets):
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(assets.base, use_safetensors=True).eval()
+    return model, AutoProcessor.from_pretrained(assets.base)
+
+
+def _reference_attention(q, k, v, mask, scale):
+    """Plain attention with keys repeated per query head (what `eager` computes)."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+    scores = q @ k.transpose(-1, -2) * scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return (scores.softmax(-1) @ v).transpose(1, 2)
+
+
+# ---------------------------------------------------------------- kernels
+
+
+def test_segment_attention_equals_one_call_per_window():
+    torch.manual_seed(0)
+    for lengths in ([5, 3, 5, 7, 3, 5], [4, 4, 4]):
+        seq = sum(lengths)
+        q, k, v = (torch.randn(seq, 2, 8, dtype=torch.float64) for _ in range(3))
+        got = segment_attention(q, k, v, lengths, scale=0.3)
+        start, parts = 0, []
+        for n in lengths:
+            sl = slice(start, start + n)
+            parts.append(F.scaled_dot_product_attention(q[sl].transpose(0, 1), k[sl].transpose(0, 1),
+                                                        v[sl].transpose(0, 1), scale=0.3).transpose(0, 1))
+            start += n
+        torch.testing.assert_close(got, torch.cat(parts), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="add up to 9"):
+        segment_attention(q, k, v, [4, 5], scale=0.3)
+
+
+class _Layer:
+    is_causal = True
+
+
+def test_grouped_query_attention_equals_repeated_keys():
+    torch.manual_seed(1)
+    batch, heads, kv_heads, dim, keys = 2, 6, 2, 8, 10
+    k = torch.randn(batch, kv_heads, keys, dim, dtype=torch.float64)
+    v = torch.randn(batch, kv_heads, keys, dim, dtype=torch.float64)
+    scale = dim ** -0.5
+    # one new token, a mask hiding some cached positions (padding, unwritten slots)
+    q = torch.randn(batch, heads, 1, dim, dtype=torch.float64)
+    mask = torch.rand(batch, 1, 1, keys) > 0.4
+    mask[..., 0] = True
+    got, _ = gqa_sdpa_attention(_Layer(), q, k, v, mask, scaling=scale)
+    assert got.shape == (batch, 1, heads, dim)
+    torch.testing.assert_close(got, _reference_attention(q, k, v, mask, scale))
+    # a masked prefill whose mask covers only the first 6 of 10 cached positions
+    q = torch.randn(batch, heads, 6, dim, dtype=torch.float64)
+    causal = torch.tril(torch.ones(6, 6, dtype=torch.bool))[None, None].expand(batch, 1, 6, 6).clone()
+    causal[0, :, :, 0] = False  # row 0 starts with one pad token
+    causal[0, :, 0, 0] = True  # which attends to itself
+    got, _ = gqa_sdpa_attention(_Layer(), q, k, v, causal, scaling=scale)
+    torch.testing.assert_close(got, _reference_attention(q, k[:, :, :6], v[:, :, :6], causal, scale))
+    # an unmasked prefill into an empty static cache: causal over the prompt's own keys
+    got, _ = gqa_sdpa_attention(_Layer(), q, k, v, None, scaling=scale)
+    full = torch.tril(torch.ones(6, 6, dtype=torch.bool))[None, None]
+    torch.testing.assert_close(got, _reference_attention(q, k[:, :, :6], v[:, :, :6], full, scale))
+
+
+def test_installed_rewrites_are_exact_and_idempotent():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    # a vision MLP 100 wide (not a multiple of 64, like the real 3,420) and an image whose
+    # 14 x 22 patch grid gives windows of three sizes
+    vision = dict(tiny_qwen.TINY_VISION_CONFIG, intermediate_size=100)
+    cfg = Qwen2_5_VLConfig(text_config=dict(tiny_qwen.TINY_TEXT_CONFIG), vision_config=vision,
+                           image_token_id=tiny_qwen.IMAGE_PAD_ID, video_token_id=tiny_qwen.VIDEO_PAD_ID,
+                           vision_start_token_id=tiny_qwen.VISION_START_ID,
+                           vision_end_token_id=tiny_qwen.VISION_END_ID)
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=torch.float64,
+                                                            attn_implementation="sdpa").eval()
+    for p in model.parameters():
+        p.data.normal_(0, 0.2)
+    grid = torch.tensor([[1, 14, 22], [1, 8, 8]])
+    pixels = torch.randn(int(grid.prod(-1).sum()), 3 * 2 * 14 * 14, dtype=torch.float64)
+    text = torch.tensor([[151644, 872, 198, 14990, 1879, 151645]])
+    with torch.no_grad():
+        before = model.model.visual(pixels, grid_thw=grid).pooler_output
+        generated = model.generate(input_ids=text, max_new_tokens=6, do_sample=False)
+        done = install_fast_attention(model)
+        after = model.model.visual(pixels, grid_thw=grid).pooler_output
+        generated_after = model.generate(input_ids=text, max_new_tokens=6, do_sample=False)
+    assert done == {"vision_layers": 2, "text_attention": ATTENTION_NAME, "vision_mlps_padded": 2}
+    assert model.model.visual.blocks[0].mlp.gate_proj.out_features == 128
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-10)
+    assert generated_after.tolist() == generated.tolist()  # generate runs on the registered attention
+    again = install_fast_attention(model)
+    assert again["vision_layers"] == 0 and again["vision_mlps_padded"] == 0
+
+
+def test_choose_samples_from_the_distribution():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50)
+    assert StaticDecoder.choose(logits, Sampling()).tolist() == logits.argmax(-1).tolist()
+    top1 = Sampling(do_sample=True, top_k=1)
+    assert StaticDecoder.choose(logits, top1).tolist() == logits.argmax(-1).tolist()
+    nucleus = Sampling(do_sample=True, top_p=1e-6)
+    assert StaticDecoder.choose(logits, nucleus).tolist() == logits.argmax(-1).tolist()
+    banned = torch.tensor(logits.argmax(-1).tolist())
+    assert not set(StaticDecoder.choose(logits, Sampling(), banned).tolist()) & set(banned.tolist())
+    # two tokens with probabilities 1/4 and 3/4: the draws follow them
+    two = torch.tensor([[0.0, math.log(3.0)]]).expand(20_000, 2)
+    share = StaticDecoder.choose(two, Sampling(do_sample=True)).float().mean().item()
+    assert abs(share - 0.75) < 0.015
+    hot = StaticDecoder.choose(two, Sampling(do_sample=True, temperature=1e-6)).float().mean().item()
+    assert hot == 1.0
+
+
+def test_bucket_rows():
+    assert [bucket_rows(n, 6) for n in (6, 5, 4, 3, 2, 1)] == [6, 6, 6, 4, 2, 1]
+    assert [bucket_rows(n) for n in (1, 3, 4, 5, 33)] == [1, 4, 4, 8, 64]
+
+
+def test_pad_rows_adds_filler_rows():
+    inputs = {"input_ids": torch.tensor([[1, 2, 3], [0, 4, 5], [0, 0, 6]]),
+              "attention_mask": torch.tensor([[1, 1, 1], [0, 1, 1], [0, 0, 1]]),
+              "mm_token_type_ids": torch.zeros(3, 3, dtype=torch.int32)}
+    out = pad_rows(inputs, 4, pad_id=9)
+    assert out["input_ids"].tolist()[3] == [9, 9, 9]
+    assert out["attention_mask"].tolist()[3] == [0, 0, 1]
+    assert out["mm_token_type_ids"].shape == (4, 3)
+    assert pad_rows(inputs, 3, pad_id=9)["input_ids"] is inputs["input_ids"]
+
+
+# ---------------------------------------------------------------- the engine against generate
+
+
+def _adapter(model, processor, engine, **kwargs):
+    return QwenVLModel.from_components(model, processor, protocol="adfm", dtype="float32", engine=engine,
+                                       **{**TINY_ARGS, "batch_size": 8, "max_new_tokens": 12, **kwargs})
+
+
+def test_fast_engine_repeats_generate_with_left_padding(assets, queries):
+    model, processor = _load(assets)
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, assets.adapter, is_trainable=False).eval()
+    reference = _adapter(model, processor, "generate").predict(queries)
+    fast = _adapter(model, processor, "fast")
+    got = fast.predict(queries)
+    assert [r.text for r in got] == [r.text for r in reference]
+    assert [r.usage["completion_tokens"] for r in got] == [r.usage["completion_tokens"] for r in reference]
+    assert [r.answer for r in got] == [r.answer for r in reference]
+    assert len({r.usage["prompt_tokens"] for r in got}) == 2 and len({r.text for r in got}) > 1
+    assert fast._decoder.last_timing["batch"] == 8  # one batch: no silent one-at-a-time fallback
+    assert fast._decoder.kernels["text_attention"] == ATTENTION_NAME
+    assert fast.config()["engine"] == "fast"
+    # filler rows up to a power of two (what the compiled engine does) change nothing
+    bucketed = StaticDecoder(model, bucket_batches=True)
+    fast._decoder = bucketed
+    assert [r.text for r in fast.predict(queries[:3])] == [r.text for r in reference[:3]]
+    assert bucketed.last_timing["batch"] == 4
+
+
+def test_fast_engine_stops_like_generate(assets, queries):
+    model, processor = _load(assets)
+    probe = _adapter(model, processor, "generate", max_new_tokens=16)
+    batch = probe._encode([probe._prepare(i, q) for i, q in enumerate(queries)])
+    tokens = probe._new_tokens(batch.inputs)
+    # a token the first reply writes at step 10 or later (and not before) becomes an end token:
+    # replies now stop at different points, also when min_new_tokens=8 holds the end back
+    row = tokens[0]
+    at = next(i for i, tok in enumerate(row) if 9 <= i < 12 and tok not in row[:i])
+    model.generation_config.eos_token_id = [tiny_qwen.IM_END_ID, tiny_qwen.ENDOFTEXT_ID, row[at]]
+    replies = {}
+    for min_new in (0, 12):
+        extra = {"min_new_tokens": min_new} if min_new else {}
+        reference = _adapter(model, processor, "generate", max_new_tokens=16, **extra).predict(queries)
+        got = _adapter(model, processor, "fast", max_new_tokens=16, **extra).predict(queries)
+        assert [r.text for r in got] == [r.text for r in reference]
+        lengths = [r.usage["completion_tokens"] for r in got]
+        assert lengths == [r.usage["completion_tokens"] for r in reference]
+        assert [r.meta.get("truncated") for r in got] == [r.meta.get("truncated") for r in reference]
+        assert max(lengths) == 16 and min(lengths) > min_new
+        replies[min_new] = got
+    assert replies[0][0].usage["completion_tokens"] == at + 1  # stopped at the new end token
+    # held back until 12 tokens, the first reply had to go on differently
+    assert replies[12][0].text != replies[0][0].text
+
+
+def test_finished_batches_stop_early(assets, queries):
+    model, processor = _load(assets)
+    adapter = _adapter(model, processor, "fast")
+    batch = adapter._encode([adapter._prepare(i, q) for i, q in enumerate(queries[:3])])
+    decoder = StaticDecoder(model, check_every=4, bucket_batches=True)  # 3 rows + 1 filler row
+    every_token_ends = set(range(len(processor.tokenizer)))
+    replies = decoder.generate(batch.inputs, 40, every_token_ends, pad_id=tiny_qwen.ENDOFTEXT_ID)
+    assert [len(r) for r in replies] == [1, 1, 1]  # each reply is its end token
+    assert decoder.last_timing["batch"] == 4 and decoder.last_timing["steps"] == 4  # first check, not 40
+
+
+def test_fast_engine_seeded_sampling(assets, queries):
+    model, processor = _load(assets)
+    adapter = _adapter(model, processor, "fast", do_sample=True, temperature=1.5, seed=3)
+    first = [r.text for r in adapter.predict(queries[:4])]
+    assert [r.text for r in adapter.predict(queries[:4])] == first
+    adapter.seed = 4
+    assert [r.text for r in adapter.predict(queries[:4])] != first
+
+
+def test_engine_argument(assets):
+    model, processor = _load(assets)
+    with pytest.raises(ValueError, match="engine must be one of auto, generate, fast"):
+        _adapter(model, processor, "turbo")
+    auto = _adapter(model, processor, "auto")
+    assert auto.engine == "generate" and auto.compile is False  # on a CPU
+    assert auto.config()["engine"] == "generate"
