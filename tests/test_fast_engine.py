@@ -126,7 +126,8 @@ def test_installed_rewrites_are_exact_and_idempotent():
         done = install_fast_attention(model)
         after = model.model.visual(pixels, grid_thw=grid).pooler_output
         generated_after = model.generate(input_ids=text, max_new_tokens=6, do_sample=False)
-    assert done == {"vision_layers": 2, "text_attention": ATTENTION_NAME, "vision_mlps_padded": 2}
+    assert done == {"vision_layers": 2, "text_attention": ATTENTION_NAME, "text_attention_before": "sdpa",
+                    "vision_mlps_padded": 2}
     assert model.model.visual.blocks[0].mlp.gate_proj.out_features == 128
     torch.testing.assert_close(after, before, rtol=0, atol=1e-10)
     assert generated_after.tolist() == generated.tolist()  # generate runs on the registered attention
@@ -242,6 +243,18 @@ def test_fast_engine_seeded_sampling(assets, queries):
     assert [r.text for r in adapter.predict(queries[:4])] == first
     adapter.seed = 4
     assert [r.text for r in adapter.predict(queries[:4])] != first
+
+
+def test_fast_engine_on_a_model_loaded_with_eager_attention(assets, queries):
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(assets.base, use_safetensors=True,
+                                                               attn_implementation="eager").eval()
+    processor = AutoProcessor.from_pretrained(assets.base)
+    reference = [r.text for r in _adapter(model, processor, "generate").predict(queries)]
+    fast = _adapter(model, processor, "fast")
+    assert [r.text for r in fast.predict(queries)] == reference
+    assert fast._decoder.kernels["text_attention_before"] == "eager"
 
 
 def test_engine_argument(assets):

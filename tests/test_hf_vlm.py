@@ -254,3 +254,25 @@ def test_vllm_backend_without_vllm_says_so(assets, tmp_path):
     assert "Traceback" not in proc.stderr
     with pytest.raises(ValueError, match="needs vLLM"):
         registry.make_model("internvl3-8b", backend="vllm")
+
+
+def test_images_are_prepared_in_threads_in_query_order(adfm_model, queries, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    bad = Query(id="bad", images=[str(broken)], question="Is there any defect in the object?", options=YN,
+                prompt="", n_references=0)
+    mixed = [*queries[:3], bad, *queries[3:]]
+    default = adfm_model.prepare_threads
+    adfm_model.prepare_threads = 1
+    try:
+        serial = adfm_model._prepare_all(mixed)
+        adfm_model.prepare_threads = 4
+        threaded = adfm_model._prepare_all(mixed)
+    finally:
+        adfm_model.prepare_threads = default
+    assert isinstance(threaded[3], str) and "broken.png" in threaded[3]
+    assert [p if isinstance(p, str) else (p.index, p.text, p.image_size, p.length) for p in threaded] == \
+        [p if isinstance(p, str) else (p.index, p.text, p.image_size, p.length) for p in serial]
+    responses = adfm_model.predict(mixed)
+    assert responses[3].error and "broken.png" in responses[3].error
+    assert all(r.error is None for i, r in enumerate(responses) if i != 3)

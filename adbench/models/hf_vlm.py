@@ -17,8 +17,9 @@ Speed options (all off or neutral by default, all results-neutral for greedy dec
 except where noted): `batch_size` queries per `generate` call, `sort_by_length`
 (bucket queries of similar prompt length into the same batch, less padding),
 `prefetch` (decode images and run the processor for the next batch in a thread while
-the current one generates), `cache="static"` with `compile=True` (static KV cache and
-a compiled decoding step; a fixed `pad_to_multiple_of` limits recompilation).
+the current one generates), `prepare_threads` (images of a call decoded in parallel),
+`cache="static"` with `compile=True` (static KV cache and a compiled decoding step; a
+fixed `pad_to_multiple_of` limits recompilation); Qwen2.5-VL adds `engine=fast`.
 
 Safety: weights are loaded from safetensors only (`use_safetensors=True`; a local
 folder without `.safetensors` files is refused before anything is read), LoRA adapters
@@ -29,6 +30,7 @@ only from `adapter_model.safetensors`, and remote code runs only with an explici
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -140,7 +142,8 @@ class HFVisionLanguageModel(Model):
       do_sample            False: greedy (default); True: sampling with temperature / top_p
       seed                 seeds sampling (the same batch composition gives the same replies)
       batch_size           queries per generate call
-      sort_by_length, prefetch, cache ("dynamic"/"static"), compile, pad_to_multiple_of: speed
+      sort_by_length, prefetch, prepare_threads (image decoding threads; default: CPUs, at most 8),
+      cache ("dynamic"/"static"), compile, pad_to_multiple_of: speed
       processor_kwargs     extra keyword arguments for the processor call (e.g. InternVL's max_patches)
       trust_remote_code    run the checkpoint's own Python code (off; needed by no preset here)
     """
@@ -169,6 +172,7 @@ class HFVisionLanguageModel(Model):
         batch_size: int = 8,
         sort_by_length: bool = True,
         prefetch: bool = False,
+        prepare_threads: int | None = None,
         cache: str = "dynamic",
         compile: bool = False,
         pad_to_multiple_of: int | None = None,
@@ -204,6 +208,7 @@ class HFVisionLanguageModel(Model):
         self.batch_size = int(batch_size)
         self.sort_by_length = bool(sort_by_length)
         self.prefetch = bool(prefetch)
+        self.prepare_threads = min(8, os.cpu_count() or 1) if prepare_threads is None else int(prepare_threads)
         self.cache = cache
         self.compile = bool(compile)
         self.pad_to_multiple_of = None if pad_to_multiple_of is None else int(pad_to_multiple_of)
@@ -307,11 +312,11 @@ class HFVisionLanguageModel(Model):
     def predict(self, queries: Sequence[Query]) -> list[Response]:
         responses: list[Response | None] = [None] * len(queries)
         ready: list[Prepared] = []
-        for i, q in enumerate(queries):
-            try:
-                ready.append(self._prepare(i, q))
-            except (ImageError, ValueError, OSError) as e:
-                responses[i] = Response.failure(str(e))
+        for i, outcome in enumerate(self._prepare_all(queries)):
+            if isinstance(outcome, Prepared):
+                ready.append(outcome)
+            else:
+                responses[i] = Response.failure(outcome)
         if self.sort_by_length:
             ready.sort(key=lambda p: p.length)
         chunks = [ready[i : i + self.batch_size] for i in range(0, len(ready), self.batch_size)]
@@ -319,6 +324,26 @@ class HFVisionLanguageModel(Model):
             for p, r in zip(chunk, self._run(encoded)):
                 responses[p.index] = r
         return [r if r is not None else Response.failure("internal error: no response") for r in responses]
+
+    def _prepare_all(self, queries: Sequence[Query]) -> list[Prepared | str]:
+        """Each query prepared, or the reason it cannot be, in query order.
+
+        Images are decoded in `prepare_threads` threads: PIL decodes outside the GIL, and
+        a batch of 64 large PNGs decoded one after another leaves a GPU idle for a second.
+        """
+
+        def one(item: tuple[int, Query]) -> Prepared | str:
+            try:
+                return self._prepare(*item)
+            except (ImageError, ValueError, OSError) as e:
+                return str(e)
+
+        items = list(enumerate(queries))
+        if self.prepare_threads < 2 or len(items) < 2:
+            return [one(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.prepare_threads, len(items)),
+                                thread_name_prefix="adbench-prepare") as pool:
+            return list(pool.map(one, items))
 
     def _prepare(self, index: int, q: Query) -> Prepared:
         messages = self.prompting.messages(q)

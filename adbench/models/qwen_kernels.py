@@ -222,14 +222,16 @@ def pad_vision_mlp(model: Any, multiple: int = 64) -> int:
 
 
 def install_fast_attention(model: Any) -> dict[str, Any]:
-    """The replacements on a Qwen2.5-VL (a PEFT wrapper is looked through); returns what was done."""
+    """The replacements on a Qwen2.5-VL (a PEFT wrapper is looked through); returns what was done.
+
+    The text layers always switch to `adbench_sdpa`, whatever they used before: the fast
+    engine hands them boolean 4-D masks, which `eager` would add as numbers and
+    flash-attention would not read. A flash-attention vision tower is kept as it is.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    text_impl = getattr(base.config.get_text_config(), "_attn_implementation", None)
-    done: dict[str, Any] = {"vision_layers": install_window_attention(base), "text_attention": text_impl,
-                            "vision_mlps_padded": pad_vision_mlp(base)}
-    if text_impl in ("sdpa", ATTENTION_NAME, None):
-        name = register_gqa_attention()
-        if text_impl != name:
-            base.set_attn_implementation({"text_config": name})
-        done["text_attention"] = name
-    return done
+    before = getattr(base.config.get_text_config(), "_attn_implementation", None)
+    name = register_gqa_attention()
+    if before != name:
+        base.set_attn_implementation({"text_config": name})
+    return {"vision_layers": install_window_attention(base), "text_attention": name, "text_attention_before": before,
+            "vision_mlps_padded": pad_vision_mlp(base)}

@@ -55,6 +55,10 @@ class QwenVLModel(HFVisionLanguageModel):
     transformers speed at batch 6 and 2-3x at batch 64 on an H200, docs/BENCHMARKS.md).
     compile: unset means on for the fast engine on a GPU (the first batch of each shape
     then takes about 40 s to compile), off otherwise.
+    The fast engine rewrites the loaded model in memory (attention functions replaced,
+    the vision MLP widened with zero weights, `adbench.models.qwen_kernels`): its outputs
+    are unchanged, but a model passed to `from_components` should not be saved or
+    trained after the engine has run on it.
     """
 
     name = "qwen2.5-vl"
