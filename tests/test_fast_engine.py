@@ -7,6 +7,7 @@ EOS, min_new_tokens included).
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -234,6 +235,37 @@ def test_finished_batches_stop_early(assets, queries):
     replies = decoder.generate(batch.inputs, 40, every_token_ends, pad_id=tiny_qwen.ENDOFTEXT_ID)
     assert [len(r) for r in replies] == [1, 1, 1]  # each reply is its end token
     assert decoder.last_timing["batch"] == 4 and decoder.last_timing["steps"] == 4  # first check, not 40
+
+
+def test_fast_engine_applies_the_checkpoints_repetition_penalty(assets, queries):
+    model, processor = _load(assets)
+    plain = [r.text for r in _adapter(model, processor, "fast", max_new_tokens=24).predict(queries)]
+    model.generation_config.repetition_penalty = 1.5  # as a checkpoint's generation_config.json can set
+    reference = [r.text for r in _adapter(model, processor, "generate", max_new_tokens=24).predict(queries)]
+    got = [r.text for r in _adapter(model, processor, "fast", max_new_tokens=24).predict(queries)]
+    assert got == reference
+    assert got != plain  # the penalty changed replies, so the comparison means something
+
+
+def test_repetition_penalty_argument_overrides_the_checkpoint(assets, queries, tmp_path):
+    import shutil
+
+    from adbench.models.hf_vlm import checkpoint_repetition_penalty
+
+    assert checkpoint_repetition_penalty(str(assets.base)) == 1.0  # the tiny checkpoint sets none
+    assert checkpoint_repetition_penalty(str(tmp_path / "nowhere")) == 1.0
+    copy = tmp_path / "base"
+    shutil.copytree(assets.base, copy)
+    config = json.loads((copy / "generation_config.json").read_text())
+    (copy / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.05}))
+    assert checkpoint_repetition_penalty(str(copy)) == 1.05
+    model, processor = _load(assets)
+    given = [_adapter(model, processor, engine, max_new_tokens=24, repetition_penalty=1.5) for engine in
+             ("generate", "fast")]
+    replies = [[r.text for r in adapter.predict(queries)] for adapter in given]
+    assert replies[0] == replies[1]
+    assert given[0].config()["repetition_penalty"] == 1.5
+    assert replies[0] != [r.text for r in _adapter(model, processor, "fast", max_new_tokens=24).predict(queries)]
 
 
 def test_fast_engine_seeded_sampling(assets, queries):

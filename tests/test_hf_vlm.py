@@ -276,3 +276,19 @@ def test_images_are_prepared_in_threads_in_query_order(adfm_model, queries, tmp_
     responses = adfm_model.predict(mixed)
     assert responses[3].error and "broken.png" in responses[3].error
     assert all(r.error is None for i, r in enumerate(responses) if i != 3)
+
+
+def test_a_failed_batch_is_retried_one_query_at_a_time_with_a_warning(assets, queries):
+    model = QwenVLModel(base=str(assets.base), protocol="adfm", max_new_tokens=6, batch_size=4, **TINY_ARGS)
+    expected = [r.text for r in model.predict(queries[:4])]
+    real = model._new_tokens
+
+    def fail_on_batches(inputs):  # what an out-of-memory error does to a large batch
+        if inputs["input_ids"].shape[0] > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(inputs)
+
+    model._new_tokens = fail_on_batches
+    with pytest.warns(RuntimeWarning, match="a batch of 4 failed .*out of memory.*one at a time"):
+        got = model.predict(queries[:4])
+    assert [r.text for r in got] == expected and all(r.error is None for r in got)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +83,17 @@ def check_adapter_folder(folder: str | Path) -> Path:
             "adbench loads adapters from safetensors only"
         )
     return path
+
+
+def checkpoint_repetition_penalty(base: str) -> float:
+    """The repetition penalty a checkpoint's generation_config.json sets; 1 when it sets none or has none."""
+    from transformers import GenerationConfig
+
+    try:
+        generation = GenerationConfig.from_pretrained(base)
+    except (OSError, ValueError):
+        return 1.0
+    return float(generation.repetition_penalty or 1.0)
 
 
 def is_local(base: str) -> bool:
@@ -140,6 +152,7 @@ class HFVisionLanguageModel(Model):
       attn_implementation  sdpa (default), eager, flash_attention_2
       max_new_tokens       generation length limit (a reply cut there is flagged `truncated`)
       do_sample            False: greedy (default); True: sampling with temperature / top_p
+      repetition_penalty   default: the checkpoint's generation_config (Qwen2.5-VL-Instruct: 1.05), else 1
       seed                 seeds sampling (the same batch composition gives the same replies)
       batch_size           queries per generate call
       sort_by_length, prefetch, prepare_threads (image decoding threads; default: CPUs, at most 8),
@@ -168,6 +181,7 @@ class HFVisionLanguageModel(Model):
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        repetition_penalty: float | None = None,
         seed: int = 0,
         batch_size: int = 8,
         sort_by_length: bool = True,
@@ -204,6 +218,7 @@ class HFVisionLanguageModel(Model):
         self.do_sample = bool(do_sample)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
+        self.repetition_penalty = None if repetition_penalty is None else float(repetition_penalty)
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.sort_by_length = bool(sort_by_length)
@@ -270,6 +285,12 @@ class HFVisionLanguageModel(Model):
     def _generation_config(self) -> Any:
         return self.model.generation_config
 
+    def effective_repetition_penalty(self) -> float:
+        """-M repetition_penalty, else the checkpoint's (what `generate` applies, greedy or not), else 1."""
+        if self.repetition_penalty is not None:
+            return self.repetition_penalty
+        return float(getattr(self._generation_config(), "repetition_penalty", None) or 1.0)
+
     # ------------------------------------------------------------------ provenance
 
     def config(self) -> dict[str, Any]:
@@ -290,6 +311,7 @@ class HFVisionLanguageModel(Model):
             "do_sample": self.do_sample,
             "temperature": self.temperature if self.do_sample else None,
             "top_p": self.top_p if self.do_sample else None,
+            "repetition_penalty": self.effective_repetition_penalty(),
             "seed": self.seed,
             "batch_size": self.batch_size,
             "cache": self.cache,
@@ -405,6 +427,8 @@ class HFVisionLanguageModel(Model):
             kw.update(temperature=None, top_p=None, top_k=None)
         if self.min_new_tokens:
             kw["min_new_tokens"] = self.min_new_tokens
+        if self.repetition_penalty is not None:
+            kw["repetition_penalty"] = self.repetition_penalty
         if self.cache == "static":
             kw["cache_implementation"] = "static"
             kw["disable_compile"] = not self.compile
@@ -420,6 +444,9 @@ class HFVisionLanguageModel(Model):
             return self._generate(enc)
         except Exception as e:  # noqa: BLE001 - e.g. out of memory on a long batch
             if len(enc.items) > 1:
+                # slower, and a sign of a too large batch or a bug: say so rather than hide it
+                warnings.warn(f"{self.name}: a batch of {len(enc.items)} failed ({type(e).__name__}: {e}); "
+                              "retrying its queries one at a time", RuntimeWarning, stacklevel=2)
                 return [r for p in enc.items for r in self._run(self._encode([p]))]
             return [Response.failure(f"generation failed: {type(e).__name__}: {e}")]
 

@@ -40,6 +40,9 @@ class Sampling:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float = 1.0
+    #: transformers' RepetitionPenaltyLogitsProcessor: scores of tokens already in the row
+    #: (prompt, padding and reply) are divided by it when positive, multiplied when negative
+    repetition_penalty: float = 1.0
 
 
 class SlotCache:
@@ -210,6 +213,13 @@ class StaticDecoder:
                                               attention_mask=inputs["attention_mask"].cpu())
 
     @staticmethod
+    def penalize(logits: Any, seen: Any, penalty: float) -> Any:
+        """Repetition penalty on float logits (batch, vocab) for the tokens marked in `seen`."""
+        import torch
+
+        return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+    @staticmethod
     def choose(logits: Any, sampling: Sampling, banned: Any = None) -> Any:
         """Next token per row from float logits (batch, vocab); `banned` ids get -inf first."""
         import torch
@@ -288,10 +298,17 @@ class StaticDecoder:
             finished[real_rows:] = True  # filler rows must not keep the loop going
             tokens = torch.empty(batch, 1, dtype=torch.long, device=device)
             columns = torch.arange(max_len, device=device)
+            seen = None
+            if sampling.repetition_penalty != 1.0:
+                seen = torch.zeros(logits.shape, dtype=torch.bool, device=device).scatter_(1, ids, True)
             steps = 0
             for step in range(max_new_tokens):
                 with record_function("adbench.sample"):
+                    if seen is not None:
+                        logits = self.penalize(logits, seen, sampling.repetition_penalty)
                     nxt = self.choose(logits, sampling, eos if step < min_new_tokens else None)
+                    if seen is not None:
+                        seen.scatter_(1, nxt[:, None], True)
                 nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
                 out[:, step] = nxt
                 finished |= torch.isin(nxt, eos)

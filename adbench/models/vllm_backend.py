@@ -31,7 +31,12 @@ from typing import Any
 
 from adbench.images import ImageError, load_image
 from adbench.model import GENERATIVE, Model
-from adbench.models.hf_vlm import check_adapter_folder, check_safetensors_folder, is_local
+from adbench.models.hf_vlm import (
+    check_adapter_folder,
+    check_safetensors_folder,
+    checkpoint_repetition_penalty,
+    is_local,
+)
 from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
 from adbench.models.qwen_frame import model_input_size
 from adbench.schema import Query, Response
@@ -59,8 +64,9 @@ class VLLMModel(Model):
 
     Arguments (`-M key=value`): base, adapter, family ("qwen2.5-vl", "internvl", "internvl-remote",
     "llava-next", "generic"), protocol, stages, dtype, max_new_tokens, min_new_tokens, do_sample,
-    temperature, top_p, seed, min_pixels / max_pixels (Qwen2.5-VL), max_model_len,
-    gpu_memory_utilization, max_lora_rank, tensor_parallel_size, trust_remote_code, name.
+    temperature, top_p, repetition_penalty (default: the checkpoint's), seed, min_pixels /
+    max_pixels (Qwen2.5-VL), max_model_len, gpu_memory_utilization, max_lora_rank,
+    tensor_parallel_size, trust_remote_code, name.
     """
 
     name = "vllm"
@@ -79,6 +85,7 @@ class VLLMModel(Model):
         do_sample: bool = False,
         temperature: float = 1.0,
         top_p: float = 1.0,
+        repetition_penalty: float | None = None,
         seed: int = 0,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
@@ -106,6 +113,9 @@ class VLLMModel(Model):
         self.do_sample = bool(do_sample)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
+        # like `generate` (and unlike vLLM's own default of 1), the checkpoint's penalty unless given
+        self.repetition_penalty = (checkpoint_repetition_penalty(self.base) if repetition_penalty is None
+                                   else float(repetition_penalty))
         self.seed = int(seed)
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
@@ -173,6 +183,8 @@ class VLLMModel(Model):
             kw.update(temperature=0.0)
         if self.min_new_tokens:
             kw["min_tokens"] = self.min_new_tokens
+        if self.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = self.repetition_penalty
         return SamplingParams(**kw)
 
     # ------------------------------------------------------------------ predict
@@ -238,7 +250,8 @@ class VLLMModel(Model):
             "base": self.base, "adapter": self.adapter, **self.prompting.config(), "dtype": self.dtype,
             "max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
             "temperature": self.temperature if self.do_sample else None,
-            "top_p": self.top_p if self.do_sample else None, "seed": self.seed,
+            "top_p": self.top_p if self.do_sample else None, "repetition_penalty": self.repetition_penalty,
+            "seed": self.seed,
             "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_model_len": self.max_model_len,
         }
 
