@@ -13,11 +13,13 @@ same model (the same modules, weights and LoRA layers) with its own loop:
    text layers use grouped-query attention without copies (`qwen_kernels`);
 3. each decoding step is one forward of a single token per row, captured as a CUDA
    graph with `torch.compile(mode="reduce-overhead")` when `compile=True`; the
-   sampling (greedy, or temperature / top-k / top-p) runs on the device; finished rows
-   are checked on the host only every `check_every` steps.
+   choice of the next token (repetition penalty, then greedy or temperature / top-k /
+   top-p sampling) runs on the device; finished rows are checked on the host only every
+   `check_every` steps.
 
-Greedy text equals `generate`'s (tested on the tiny model); the masks, positions and
-stopping rule are the same, only the kernels' grouping differs.
+Greedy text equals `generate`'s (tested on the tiny model): the masks, positions,
+repetition penalty, minimum length and stopping rule are the same, only the kernels'
+grouping differs.
 """
 
 from __future__ import annotations
