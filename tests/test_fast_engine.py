@@ -250,15 +250,20 @@ def test_fast_engine_applies_the_checkpoints_repetition_penalty(assets, queries)
 def test_repetition_penalty_argument_overrides_the_checkpoint(assets, queries, tmp_path):
     import shutil
 
-    from adbench.models.hf_vlm import checkpoint_repetition_penalty
+    from transformers import GenerationConfig
 
-    assert checkpoint_repetition_penalty(str(assets.base)) == 1.0  # the tiny checkpoint sets none
-    assert checkpoint_repetition_penalty(str(tmp_path / "nowhere")) == 1.0
+    from adbench.models.hf_vlm import checkpoint_generation_defaults
+
+    # the tiny checkpoint sets neither: transformers' defaults (top_k 50 before transformers 5.2x, then none)
+    assert checkpoint_generation_defaults(str(assets.base)) == {"repetition_penalty": 1.0,
+                                                                "top_k": GenerationConfig().top_k or None}
+    assert checkpoint_generation_defaults(str(tmp_path / "nowhere"))["repetition_penalty"] == 1.0
     copy = tmp_path / "base"
     shutil.copytree(assets.base, copy)
     config = json.loads((copy / "generation_config.json").read_text())
-    (copy / "generation_config.json").write_text(json.dumps({**config, "repetition_penalty": 1.05}))
-    assert checkpoint_repetition_penalty(str(copy)) == 1.05
+    qwen_instruct = {"repetition_penalty": 1.05, "top_k": 1, "top_p": 0.001, "temperature": 0.1}
+    (copy / "generation_config.json").write_text(json.dumps({**config, **qwen_instruct}))
+    assert checkpoint_generation_defaults(str(copy)) == {"repetition_penalty": 1.05, "top_k": 1}
     model, processor = _load(assets)
     given = [_adapter(model, processor, engine, max_new_tokens=24, repetition_penalty=1.5) for engine in
              ("generate", "fast")]
@@ -266,6 +271,32 @@ def test_repetition_penalty_argument_overrides_the_checkpoint(assets, queries, t
     assert replies[0] == replies[1]
     assert given[0].config()["repetition_penalty"] == 1.5
     assert replies[0] != [r.text for r in _adapter(model, processor, "fast", max_new_tokens=24).predict(queries)]
+
+
+def test_the_checkpoints_top_k_applies_to_sampling_unless_turned_off(assets, queries):
+    model, processor = _load(assets)
+    greedy = [r.text for r in _adapter(model, processor, "generate").predict(queries)]
+    model.generation_config.top_k = 1  # as Qwen2.5-VL-Instruct's generation_config.json sets
+    for engine in ("generate", "fast"):
+        sampled = _adapter(model, processor, engine, do_sample=True, temperature=1.5)
+        assert sampled.config()["top_k"] == 1
+        assert [r.text for r in sampled.predict(queries)] == greedy  # top_k 1: sampling is greedy
+        sampled.top_k = 0
+        assert sampled.config()["top_k"] is None
+        assert [r.text for r in sampled.predict(queries)] != greedy
+
+
+def test_each_new_compiled_shape_is_announced_once(assets, queries, capsys):
+    model, processor = _load(assets)
+    adapter = _adapter(model, processor, "fast")
+    batch = adapter._encode([adapter._prepare(i, q) for i, q in enumerate(queries[:3])])
+    decoder = StaticDecoder(model)
+    decoder.compile = True  # announce as a compiling engine does, but run the step eagerly (no compiler here)
+    for _ in range(2):
+        decoder.generate(batch.inputs, 4, {tiny_qwen.IM_END_ID}, pad_id=tiny_qwen.ENDOFTEXT_ID)
+    err = capsys.readouterr().err
+    assert err.count("compiling the decoding step") == 1
+    assert f"{decoder.last_timing['batch']} rows x {decoder.last_timing['cache_len']} cached tokens" in err
 
 
 def test_fast_engine_seeded_sampling(assets, queries):

@@ -85,15 +85,20 @@ def check_adapter_folder(folder: str | Path) -> Path:
     return path
 
 
-def checkpoint_repetition_penalty(base: str) -> float:
-    """The repetition penalty a checkpoint's generation_config.json sets; 1 when it sets none or has none."""
+def checkpoint_generation_defaults(base: str) -> dict[str, Any]:
+    """What a checkpoint's generation_config.json makes `generate` apply unless told otherwise.
+
+    repetition_penalty (1 when none is set; it applies to greedy decoding too) and
+    top_k (None when off; it applies to sampling). A checkpoint without the file gives
+    transformers' defaults.
+    """
     from transformers import GenerationConfig
 
     try:
         generation = GenerationConfig.from_pretrained(base)
     except (OSError, ValueError):
-        return 1.0
-    return float(generation.repetition_penalty or 1.0)
+        generation = GenerationConfig()
+    return {"repetition_penalty": float(generation.repetition_penalty or 1.0), "top_k": generation.top_k or None}
 
 
 def is_local(base: str) -> bool:
@@ -153,6 +158,8 @@ class HFVisionLanguageModel(Model):
       max_new_tokens       generation length limit (a reply cut there is flagged `truncated`)
       do_sample            False: greedy (default); True: sampling with temperature / top_p
       repetition_penalty   default: the checkpoint's generation_config (Qwen2.5-VL-Instruct: 1.05), else 1
+      top_k                sampling only; default: the checkpoint's (Qwen2.5-VL-Instruct: 1, which makes
+                           sampling greedy), 0 turns it off
       seed                 seeds sampling (the same batch composition gives the same replies)
       batch_size           queries per generate call
       sort_by_length, prefetch, prepare_threads (image decoding threads; default: CPUs, at most 8),
@@ -182,6 +189,7 @@ class HFVisionLanguageModel(Model):
         temperature: float = 1.0,
         top_p: float = 1.0,
         repetition_penalty: float | None = None,
+        top_k: int | None = None,
         seed: int = 0,
         batch_size: int = 8,
         sort_by_length: bool = True,
@@ -219,6 +227,7 @@ class HFVisionLanguageModel(Model):
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.repetition_penalty = None if repetition_penalty is None else float(repetition_penalty)
+        self.top_k = None if top_k is None else int(top_k)
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.sort_by_length = bool(sort_by_length)
@@ -291,6 +300,11 @@ class HFVisionLanguageModel(Model):
             return self.repetition_penalty
         return float(getattr(self._generation_config(), "repetition_penalty", None) or 1.0)
 
+    def effective_top_k(self) -> int | None:
+        """-M top_k (0: off), else the checkpoint's; None when off. Used only when sampling."""
+        k = self.top_k if self.top_k is not None else getattr(self._generation_config(), "top_k", None)
+        return int(k) if k else None
+
     # ------------------------------------------------------------------ provenance
 
     def config(self) -> dict[str, Any]:
@@ -311,6 +325,7 @@ class HFVisionLanguageModel(Model):
             "do_sample": self.do_sample,
             "temperature": self.temperature if self.do_sample else None,
             "top_p": self.top_p if self.do_sample else None,
+            "top_k": self.effective_top_k() if self.do_sample else None,
             "repetition_penalty": self.effective_repetition_penalty(),
             "seed": self.seed,
             "batch_size": self.batch_size,
@@ -422,7 +437,7 @@ class HFVisionLanguageModel(Model):
         kw: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
                                   pad_token_id=self._tokenizer.pad_token_id)
         if self.do_sample:
-            kw.update(temperature=self.temperature, top_p=self.top_p)
+            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.effective_top_k())
         else:  # greedy: make sure no sampling default of the checkpoint leaks in
             kw.update(temperature=None, top_p=None, top_k=None)
         if self.min_new_tokens:

@@ -105,11 +105,10 @@ class QwenVLModel(HFVisionLanguageModel):
         if self._decoder is None or self._decoder.compile != self.compile:
             self._decoder = StaticDecoder(self.model, compile=self.compile)
         self._decoder.full_batch = self.batch_size
-        gen = self._generation_config()
         # as `generate` does: the repetition penalty (Qwen2.5-VL-Instruct's checkpoint sets 1.05)
-        # applies to greedy decoding too, the checkpoint's top_k to sampling
+        # applies to greedy decoding too, top_k to sampling
         sampling = Sampling(do_sample=self.do_sample, temperature=self.temperature, top_p=self.top_p,
-                            top_k=getattr(gen, "top_k", None) if self.do_sample else None,
+                            top_k=self.effective_top_k() if self.do_sample else None,
                             repetition_penalty=self.effective_repetition_penalty())
         return self._decoder.generate(inputs, self.max_new_tokens, self._eos, self._tokenizer.pad_token_id,
                                       sampling, min_new_tokens=self.min_new_tokens or 0)

@@ -25,6 +25,7 @@ grouping differs.
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,6 +179,7 @@ class StaticDecoder:
         self.bucket_batches = self.compile if bucket_batches is None else bool(bucket_batches)
         self.full_batch = full_batch
         self._cache: SlotCache | None = None
+        self._compiled_shapes: set[tuple[int, int]] = set()
         #: phases of the last batch (prefill_ms, decode_ms, steps, shapes), for benchmarks
         self.last_timing: dict[str, Any] = {}
         self._decode = self._decode_logits
@@ -267,6 +269,10 @@ class StaticDecoder:
         batch, prompt_len = ids.shape
         max_len = _round_up(prompt_len + max_new_tokens, LENGTH_BUCKET)
         cache = self._cache_for(batch, max_len, dtype, device)
+        if self.compile and (batch, max_len) not in self._compiled_shapes:
+            self._compiled_shapes.add((batch, max_len))
+            print(f"adbench: compiling the decoding step for {batch} rows x {max_len} cached tokens "
+                  "(once per shape, about a minute on a GPU)", file=sys.stderr, flush=True)
         valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
         valid[:, :prompt_len] = attention
         eos = torch.tensor(sorted(eos_ids), device=device)

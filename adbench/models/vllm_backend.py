@@ -34,7 +34,7 @@ from adbench.model import GENERATIVE, Model
 from adbench.models.hf_vlm import (
     check_adapter_folder,
     check_safetensors_folder,
-    checkpoint_repetition_penalty,
+    checkpoint_generation_defaults,
     is_local,
 )
 from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
@@ -64,7 +64,7 @@ class VLLMModel(Model):
 
     Arguments (`-M key=value`): base, adapter, family ("qwen2.5-vl", "internvl", "internvl-remote",
     "llava-next", "generic"), protocol, stages, dtype, max_new_tokens, min_new_tokens, do_sample,
-    temperature, top_p, repetition_penalty (default: the checkpoint's), seed, min_pixels /
+    temperature, top_p, repetition_penalty and top_k (default: the checkpoint's), seed, min_pixels /
     max_pixels (Qwen2.5-VL), max_model_len, gpu_memory_utilization, max_lora_rank,
     tensor_parallel_size, trust_remote_code, name.
     """
@@ -86,6 +86,7 @@ class VLLMModel(Model):
         temperature: float = 1.0,
         top_p: float = 1.0,
         repetition_penalty: float | None = None,
+        top_k: int | None = None,
         seed: int = 0,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
@@ -113,9 +114,11 @@ class VLLMModel(Model):
         self.do_sample = bool(do_sample)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
-        # like `generate` (and unlike vLLM's own default of 1), the checkpoint's penalty unless given
-        self.repetition_penalty = (checkpoint_repetition_penalty(self.base) if repetition_penalty is None
+        # like `generate` (and unlike vLLM's own defaults), the checkpoint's penalty and top_k unless given
+        defaults = checkpoint_generation_defaults(self.base) if None in (repetition_penalty, top_k) else {}
+        self.repetition_penalty = (defaults["repetition_penalty"] if repetition_penalty is None
                                    else float(repetition_penalty))
+        self.top_k = (defaults["top_k"] if top_k is None else int(top_k)) or None
         self.seed = int(seed)
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
@@ -179,6 +182,8 @@ class VLLMModel(Model):
         kw: dict[str, Any] = dict(max_tokens=self.max_new_tokens)
         if self.do_sample:
             kw.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+            if self.top_k:
+                kw["top_k"] = self.top_k
         else:
             kw.update(temperature=0.0)
         if self.min_new_tokens:
@@ -250,7 +255,8 @@ class VLLMModel(Model):
             "base": self.base, "adapter": self.adapter, **self.prompting.config(), "dtype": self.dtype,
             "max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
             "temperature": self.temperature if self.do_sample else None,
-            "top_p": self.top_p if self.do_sample else None, "repetition_penalty": self.repetition_penalty,
+            "top_p": self.top_p if self.do_sample else None, "top_k": self.top_k if self.do_sample else None,
+            "repetition_penalty": self.repetition_penalty,
             "seed": self.seed,
             "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_model_len": self.max_model_len,
         }
