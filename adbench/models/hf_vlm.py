@@ -85,20 +85,25 @@ def check_adapter_folder(folder: str | Path) -> Path:
     return path
 
 
-def checkpoint_generation_defaults(base: str) -> dict[str, Any]:
-    """What a checkpoint's generation_config.json makes `generate` apply unless told otherwise.
+def generation_defaults(generation: Any) -> dict[str, Any]:
+    """What a GenerationConfig makes `generate` apply unless told otherwise.
 
     repetition_penalty (1 when none is set; it applies to greedy decoding too) and
-    top_k (None when off; it applies to sampling). A checkpoint without the file gives
-    transformers' defaults.
+    top_k (None when off; it applies to sampling).
     """
+    return {"repetition_penalty": float(getattr(generation, "repetition_penalty", None) or 1.0),
+            "top_k": int(getattr(generation, "top_k", None) or 0) or None}
+
+
+def checkpoint_generation_defaults(base: str) -> dict[str, Any]:
+    """`generation_defaults` of a checkpoint's generation_config.json (transformers' defaults without one)."""
     from transformers import GenerationConfig
 
     try:
         generation = GenerationConfig.from_pretrained(base)
     except (OSError, ValueError):
         generation = GenerationConfig()
-    return {"repetition_penalty": float(generation.repetition_penalty or 1.0), "top_k": generation.top_k or None}
+    return generation_defaults(generation)
 
 
 def is_local(base: str) -> bool:
@@ -298,12 +303,13 @@ class HFVisionLanguageModel(Model):
         """-M repetition_penalty, else the checkpoint's (what `generate` applies, greedy or not), else 1."""
         if self.repetition_penalty is not None:
             return self.repetition_penalty
-        return float(getattr(self._generation_config(), "repetition_penalty", None) or 1.0)
+        return generation_defaults(self._generation_config())["repetition_penalty"]
 
     def effective_top_k(self) -> int | None:
         """-M top_k (0: off), else the checkpoint's; None when off. Used only when sampling."""
-        k = self.top_k if self.top_k is not None else getattr(self._generation_config(), "top_k", None)
-        return int(k) if k else None
+        if self.top_k is not None:
+            return self.top_k or None
+        return generation_defaults(self._generation_config())["top_k"]
 
     # ------------------------------------------------------------------ provenance
 

@@ -79,9 +79,6 @@ class SlotCache:
         self.values[layer_idx].index_copy_(2, index, value_states)
         return self.keys[layer_idx], self.values[layer_idx]
 
-    def get_seq_length(self, layer_idx: int = 0) -> Any:
-        return self.pos
-
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
@@ -162,7 +159,6 @@ class StaticDecoder:
                  bucket_batches: bool | None = None, full_batch: int | None = None) -> None:
         import torch
 
-        self.model = model
         self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.kernels = install_fast_attention(model)
         text = self.base.config.get_text_config()
