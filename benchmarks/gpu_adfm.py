@@ -30,7 +30,8 @@ transformers' `generate` (static = static KV cache with a compiled decoding step
 "fast" runs adbench's own engine (`-M engine=fast`: adbench.models.static_decode, with
 its decoding step compiled into a CUDA graph on a GPU; "fast+tuned": the same with
 inductor's coordinate-descent kernel tuning)), CHECK (1: first compare the
-fast engine's greedy replies with `generate`'s on a tiny fp32 model on this device),
+fast engine's greedy replies with `generate`'s on a tiny fp32 model on this device, plainly
+and with min_new_tokens and a repetition penalty),
 ANCHOR (path, or "off"), TOKENIZER_DIR (a saved Qwen2.5
 tokenizer folder, for machines without the dashscope package), OUT.
 """
@@ -163,13 +164,20 @@ def check_fast_engine(tmp: Path) -> dict:
     # batches of 3 mixing both prompt lengths (left padding); compiled, the last batch of 2 gets a filler row
     kwargs = dict(protocol="adfm", dtype="float32", device=DEV, batch_size=3, sort_by_length=False,
                   max_new_tokens=24, min_pixels=tiny_qwen.TINY_MIN_PIXELS, max_pixels=tiny_qwen.TINY_MAX_PIXELS)
-    reference = QwenVLModel.from_components(model, processor, engine="generate", **kwargs).predict(queries)
-    fast = QwenVLModel.from_components(model, processor, engine="fast", compile=DEV == "cuda", **kwargs)
-    got = [r.text for r in fast.predict(queries)]
-    return dict(n=len(queries), identical=sum(a.text == b for a, b in zip(reference, got)),
-                distinct_replies=len({r.text for r in reference}), compiled=DEV == "cuda",
-                prompt_lengths=sorted({r.usage["prompt_tokens"] for r in reference}),
-                last_batch=fast._decoder.last_timing, s=round(time.time() - t, 1))
+    out: dict = dict(n=len(queries), compiled=DEV == "cuda")
+    # plain greedy, then with the end tokens held back and a repetition penalty (both run in the graph)
+    for name, extra in (("greedy", {}), ("min_new_and_penalty", dict(min_new_tokens=8, repetition_penalty=1.3))):
+        reference = QwenVLModel.from_components(model, processor, engine="generate", **kwargs, **extra).predict(
+            queries)
+        fast = QwenVLModel.from_components(model, processor, engine="fast", compile=DEV == "cuda", **kwargs,
+                                           **extra)
+        got = [r.text for r in fast.predict(queries)]
+        out[name] = dict(identical=sum(a.text == b for a, b in zip(reference, got)),
+                         distinct_replies=len({r.text for r in reference}),
+                         prompt_lengths=sorted({r.usage["prompt_tokens"] for r in reference}),
+                         last_batch=fast._decoder.last_timing)
+    out["s"] = round(time.time() - t, 1)
+    return out
 
 
 def make_queries(n: int, tmp: Path) -> list:
@@ -213,6 +221,8 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
         if errors:  # do not time a setting that fails (its per-query retries would take long)
             raise RuntimeError(f"warm-up failed for {len(errors)}/{bs} queries: {errors[0]}")
     timed = queries[: bs * ROUNDS]
+    if getattr(adapter, "_decoder", None) is not None:
+        adapter._decoder.timings.clear()
     if DEV == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -222,7 +232,9 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     adapter.close()
-    timing = dict(getattr(adapter._decoder, "last_timing", None) or {})  # the fast engine's last batch
+    decoder = getattr(adapter, "_decoder", None)
+    batches = list(decoder.timings) if decoder is not None else []  # the fast engine's phases, per batch
+    gpu_s = sum(b.get("prefill_ms", 0) + b.get("decode_ms", 0) for b in batches) / 1000
     failed = [r.error for r in responses if r.error]
     new_tokens = sum(r.usage.get("completion_tokens", 0) for r in responses if not r.error)
     return dict(kind="ADFM", mode=mode, bs=bs, n=len(timed), side=SIDE, refs=REFS,
@@ -230,7 +242,9 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
                 new_tokens=NEW_TOKENS, s=round(dt, 3), images_s=round(len(timed) / dt, 3),
                 tok_s=round(new_tokens / dt, 1), failed=len(failed), first_error=failed[0] if failed else None,
                 peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None,
-                last_batch=timing or None)
+                batches=batches or None,
+                # wall time outside the engine's prefill and decoding phases (host work the GPU waited for)
+                outside_engine_s=round(dt - gpu_s, 3) if batches else None)
 
 
 def main() -> None:

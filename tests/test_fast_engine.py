@@ -144,14 +144,57 @@ def test_choose_samples_from_the_distribution():
     assert StaticDecoder.choose(logits, top1).tolist() == logits.argmax(-1).tolist()
     nucleus = Sampling(do_sample=True, top_p=1e-6)
     assert StaticDecoder.choose(logits, nucleus).tolist() == logits.argmax(-1).tolist()
-    banned = torch.tensor(logits.argmax(-1).tolist())
-    assert not set(StaticDecoder.choose(logits, Sampling(), banned).tolist()) & set(banned.tolist())
+    eos_columns = torch.zeros(50, dtype=torch.bool)
+    eos_columns[logits.argmax(-1)] = True
+    history = torch.zeros(3, 1, dtype=torch.long)
+    banned = StaticDecoder.pick(logits, history, None, torch.tensor(True), eos_columns, Sampling())
+    assert not eos_columns[banned].any()
+    allowed = StaticDecoder.pick(logits, history, None, torch.tensor(False), eos_columns, Sampling())
+    assert allowed.tolist() == logits.argmax(-1).tolist()
     # two tokens with probabilities 1/4 and 3/4: the draws follow them
     two = torch.tensor([[0.0, math.log(3.0)]]).expand(20_000, 2)
     share = StaticDecoder.choose(two, Sampling(do_sample=True)).float().mean().item()
     assert abs(share - 0.75) < 0.015
     hot = StaticDecoder.choose(two, Sampling(do_sample=True, temperature=1e-6)).float().mean().item()
     assert hot == 1.0
+
+
+def test_penalty_over_the_token_history_equals_transformers():
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 40)
+    history = torch.tensor([[3, 7, 7, 0, 39, 3], [5, 5, 5, 5, 12, 30]])  # repeats: penalised once
+    expected = RepetitionPenaltyLogitsProcessor(1.3)(history, logits.clone())
+    torch.testing.assert_close(StaticDecoder.penalize(logits, history, 1.3), expected, rtol=0, atol=0)
+
+
+def test_top_k_first_sampling_follows_transformers_warpers():
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    torch.manual_seed(2)
+    logits = torch.randn(1, 30) * 2
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    for sampling in (Sampling(do_sample=True, temperature=0.7, top_k=8, top_p=0.8),
+                     Sampling(do_sample=True, top_p=0.6), Sampling(do_sample=True, top_k=5)):
+        warped = TemperatureLogitsWarper(sampling.temperature)(ids, logits.clone())
+        if sampling.top_k:
+            warped = TopKLogitsWarper(sampling.top_k)(ids, warped)
+        if sampling.top_p < 1:
+            warped = TopPLogitsWarper(sampling.top_p)(ids, warped)
+        expected = warped.softmax(-1)[0]
+        rows = logits.expand(40_000, 30)
+        noise = StaticDecoder.sampling_noise(40_000, 30, sampling, "cpu")
+        assert noise.shape == (40_000, sampling.top_k or 30) and bool((noise > 0).all())
+        draws = StaticDecoder.choose(rows, sampling, noise)
+        share = torch.bincount(draws, minlength=30).float() / len(draws)
+        assert set(draws.unique().tolist()) <= set(torch.nonzero(expected).flatten().tolist())
+        assert (share - expected).abs().max().item() < 0.012, sampling
+        assert int((expected > 0).sum()) >= 2  # a real choice, not a forced one
 
 
 def test_bucket_rows():
@@ -198,6 +241,29 @@ def test_fast_engine_repeats_generate_with_left_padding(assets, queries):
     fast._decoder = bucketed
     assert [r.text for r in fast.predict(queries[:3])] == [r.text for r in reference[:3]]
     assert bucketed.last_timing["batch"] == 4
+
+
+def test_prefetch_stages_batches_ahead_with_the_same_replies(assets, queries):
+    from adbench.models.static_decode import StagedBatch
+
+    model, processor = _load(assets)
+    reference = [r.text for r in _adapter(model, processor, "generate", batch_size=3).predict(queries)]
+    fast = _adapter(model, processor, "fast", batch_size=3, prefetch=True)
+    staged = []
+    real_stage = fast._stage
+
+    def recording_stage(inputs):
+        extra = real_stage(inputs)
+        staged.append(extra["staged"])
+        return extra
+
+    fast._stage = recording_stage
+    assert [r.text for r in fast.predict(queries)] == reference
+    # every batch was staged (by _encode, in the prefetch thread) and decoded from that staging
+    assert len(staged) == 3 and all(isinstance(b, StagedBatch) for b in staged)
+    assert [b.real_rows for b in staged] == [3, 3, 2]
+    assert [t["batch"] for t in fast._decoder.timings] == [3, 3, 2]
+    assert [t["prompt_len"] for t in fast._decoder.timings] == [b.input_ids.shape[1] for b in staged]
 
 
 def test_fast_engine_stops_like_generate(assets, queries):
@@ -327,3 +393,25 @@ def test_engine_argument(assets):
     auto = _adapter(model, processor, "auto")
     assert auto.engine == "generate" and auto.compile is False  # on a CPU
     assert auto.config()["engine"] == "generate"
+
+
+def test_decoding_step_traces_as_one_graph(assets, queries):
+    """What becomes the CUDA graph on a GPU (forward, penalty, end-token ban, sampling) has no graph break.
+
+    torch.compile's `eager` backend runs dynamo's tracing without a compiler; fullgraph=True
+    makes any break an error instead of a silently split graph.
+    """
+    model, processor = _load(assets)
+    adapter = _adapter(model, processor, "fast")
+    batch = adapter._encode([adapter._prepare(i, q) for i, q in enumerate(queries)])
+    traced = StaticDecoder(model)
+    traced._step = torch.compile(traced._decode_step, backend="eager", fullgraph=True, dynamic=False)
+    for sampling in (Sampling(repetition_penalty=1.3),
+                     Sampling(do_sample=True, top_k=5, top_p=0.9, temperature=0.8, repetition_penalty=1.1)):
+        replies = []
+        for decoder in (StaticDecoder(model), traced):
+            torch.manual_seed(0)
+            replies.append(decoder.generate(batch.inputs, 10, {tiny_qwen.IM_END_ID}, tiny_qwen.ENDOFTEXT_ID,
+                                            sampling, min_new_tokens=4))
+        assert replies[1] == replies[0]
+        assert len({tuple(r) for r in replies[0]}) > 1

@@ -28,8 +28,10 @@ def test_gpu_benchmark_dry_run(tmp_path):
     report = json.loads((tmp_path / "gpu_adfm.json").read_text())
     assert report["device"] == "cpu" and report["size"] == "tiny"
     check = report["check"]  # the fast engine repeats generate's greedy replies (padding included)
-    assert check["identical"] == check["n"] == 8 and check["distinct_replies"] > 1
-    assert len(check["prompt_lengths"]) == 2  # batches mixed two prompt lengths (left padding)
+    assert check["n"] == 8
+    for name in ("greedy", "min_new_and_penalty"):
+        assert check[name]["identical"] == 8 and check[name]["distinct_replies"] > 1
+        assert len(check[name]["prompt_lengths"]) == 2  # batches mixed two prompt lengths (left padding)
     assert [r["mode"] for r in report["rows"]] == ["dynamic", "fast+prefetch"]
     for row in report["rows"]:
         assert row["failed"] == 0 and row["n"] == 2
@@ -37,6 +39,10 @@ def test_gpu_benchmark_dry_run(tmp_path):
         # both sides generate exactly NEW_TOKENS per sequence: tokens/s = images/s * 4
         assert abs(row["tok_s"] - 4 * row["images_s"]) <= 0.01 * row["tok_s"] + 0.2
         assert row["prompt_tokens"] > 200  # the AD-FM prompt with a reference and a query image
+    fast = report["rows"][1]  # the engine's phases of the one timed batch, and the host time around them
+    assert [b["batch"] for b in fast["batches"]] == [2] and fast["batches"][0]["steps"] == 4
+    engine_s = (fast["batches"][0]["prefill_ms"] + fast["batches"][0]["decode_ms"]) / 1000
+    assert 0 < engine_s < fast["s"] and abs(fast["outside_engine_s"] - (fast["s"] - engine_s)) < 0.002
     if _anchor_present():
         assert report["anchor"]["status"] == "ok"
         assert report["anchor"]["rows"][0]["bs"] == 2 and report["anchor"]["rows"][0]["new_tokens"] == 4

@@ -283,10 +283,10 @@ def test_a_failed_batch_is_retried_one_query_at_a_time_with_a_warning(assets, qu
     expected = [r.text for r in model.predict(queries[:4])]
     real = model._new_tokens
 
-    def fail_on_batches(inputs):  # what an out-of-memory error does to a large batch
+    def fail_on_batches(inputs, extra=None):  # what an out-of-memory error does to a large batch
         if inputs["input_ids"].shape[0] > 1:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(inputs)
+        return real(inputs, extra)
 
     model._new_tokens = fail_on_batches
     with pytest.warns(RuntimeWarning, match="a batch of 4 failed .*out of memory.*one at a time"):

@@ -432,9 +432,15 @@ class HFVisionLanguageModel(Model):
                 kwargs["pad_to_multiple_of"] = self.pad_to_multiple_of
             images = [img for p in chunk for img in p.images]
             inputs = self.processor(text=[p.text for p in chunk], images=images or None, **kwargs)
-            return Encoded(chunk, inputs, time.perf_counter() - t)
+            extra = self._stage(inputs)
+            return Encoded(chunk, inputs, time.perf_counter() - t, extra=extra)
         except Exception as e:  # noqa: BLE001 - becomes a recorded failure of these queries
             return Encoded(chunk, None, time.perf_counter() - t, error=f"preprocessing failed: {type(e).__name__}: {e}")
+
+    def _stage(self, inputs: Any) -> dict[str, Any]:
+        """Engine-specific host work on an encoded batch, done where `_encode` runs (the prefetch
+        thread with `prefetch`); what it returns reaches `_new_tokens` as `extra`."""
+        return {}
 
     def _processor_call_kwargs(self) -> dict[str, Any]:
         return dict(self.processor_kwargs)
@@ -471,8 +477,10 @@ class HFVisionLanguageModel(Model):
                 return [r for p in enc.items for r in self._run(self._encode([p]))]
             return [Response.failure(f"generation failed: {type(e).__name__}: {e}")]
 
-    def _new_tokens(self, inputs: Any) -> list[list[int]]:
-        """The generated token ids of each row of an encoded batch (transformers' `generate`)."""
+    def _new_tokens(self, inputs: Any, extra: dict[str, Any] | None = None) -> list[list[int]]:
+        """The generated token ids of each row of an encoded batch (transformers' `generate`).
+
+        `extra`: what `_stage` made of the batch (nothing here)."""
         import torch
 
         inputs = inputs.to(self.device)
@@ -488,7 +496,7 @@ class HFVisionLanguageModel(Model):
         if self.do_sample:
             torch.manual_seed(self.seed)
         t = time.perf_counter()
-        new = self._new_tokens(enc.inputs)
+        new = self._new_tokens(enc.inputs, enc.extra)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         gen_s = time.perf_counter() - t

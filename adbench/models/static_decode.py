@@ -6,16 +6,19 @@ the vision tower's per-window attention loop, the multimodal position index comp
 with host syncs, and keys/values expanded seven-fold per step. This engine runs the
 same model (the same modules, weights and LoRA layers) with its own loop:
 
-1. the 3D (M-RoPE) position index is computed by the model's own `get_rope_index` on
-   the CPU copies of the inputs, so the GPU never waits for it;
+1. `stage` does a batch's host work: filler rows, the 3D (M-RoPE) position index by
+   the model's own `get_rope_index` on the CPU copies of the inputs, pixels cast to the
+   model's dtype and pinned for an asynchronous copy. The adapters call it where the
+   processor runs (the prefetch thread), so the GPU does not wait for it;
 2. one prefill forward writes the prompt's keys and values into a preallocated cache
    (`SlotCache`); the vision tower runs its windows as batched attention calls and the
    text layers use grouped-query attention without copies (`qwen_kernels`);
-3. each decoding step is one forward of a single token per row, captured as a CUDA
-   graph with `torch.compile(mode="reduce-overhead")` when `compile=True`; the
-   choice of the next token (repetition penalty, then greedy or temperature / top-k /
-   top-p sampling) runs on the device; finished rows are checked on the host only every
-   `check_every` steps.
+3. each decoding step is one forward of a single token per row followed by the choice
+   of the next token (`pick`: repetition penalty, end-token ban, greedy or top-k-first
+   sampling), captured as one CUDA graph with
+   `torch.compile(mode="reduce-overhead")` when `compile=True`; only the random draw
+   and a few per-row updates run outside it, and finished rows are checked on the host
+   only every `check_every` steps.
 
 Greedy text equals `generate`'s (tested on the tiny model): the masks, positions,
 repetition penalty, minimum length and stopping rule are the same, only the kernels'
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +156,24 @@ class _Clock:
         return out
 
 
+@dataclass
+class StagedBatch:
+    """A batch with the engine's host-side work done (`StaticDecoder.stage`), ready to go to the device.
+
+    Built in the adapter's prefetch thread, so the GPU does not wait for it: filler rows
+    added, the M-RoPE index computed, pixels cast to the model's dtype (and pinned in
+    page-locked memory for an asynchronous copy when the model is on a GPU).
+    """
+
+    input_ids: Any
+    attention_mask: Any
+    real_rows: int
+    position_ids: Any  # (3, batch, prompt_len)
+    deltas: Any  # (batch,): next position = cache index + delta
+    pixel_values: Any = None
+    image_grid_thw: Any = None
+
+
 class StaticDecoder:
     """Batched generation for a Qwen2.5-VL (or a PEFT model wrapping one) with the fast attention installed."""
 
@@ -178,23 +200,110 @@ class StaticDecoder:
         self._compiled_shapes: set[tuple[int, int]] = set()
         #: phases of the last batch (prefill_ms, decode_ms, steps, shapes), for benchmarks
         self.last_timing: dict[str, Any] = {}
-        self._decode = self._decode_logits
+        #: the same for recent batches, oldest first
+        self.timings: deque[dict[str, Any]] = deque(maxlen=256)
+        self._step = self._decode_step
         if compile:
             # one compiled step per (batch, cache length) pair; allow more of them than dynamo's default 8
             for limit in ("recompile_limit", "cache_size_limit"):
                 if hasattr(torch._dynamo.config, limit):
                     setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 32))
-            self._decode = torch.compile(self._decode_logits, mode="reduce-overhead", dynamic=False)
+            self._step = torch.compile(self._decode_step, mode="reduce-overhead", dynamic=False)
 
     # ---------------------------------------------------------------- pieces
 
     def _forward(self, **kwargs: Any) -> Any:
         return self.base(**kwargs, **{self.cache_kw: self._cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
 
-    def _decode_logits(self, tokens: Any, position_ids: Any, mask: Any) -> Any:
-        """One token per row through the text model (the part captured as a CUDA graph)."""
-        return self._forward(input_ids=tokens, position_ids=position_ids,
-                             attention_mask={"full_attention": mask, "sliding_attention": mask}).float()
+    def _decode_step(self, tokens: Any, valid: Any, deltas: Any, history: Any, noise: Any, ban: Any,
+                     eos_columns: Any, sampling: Sampling) -> Any:
+        """One token per row through the text model, then the choice of the next one.
+
+        This is what becomes one CUDA graph: the attention mask and positions are derived
+        from the cache's device-side position, and the full-vocabulary work of choosing
+        (float logits, penalty, end-token ban, argmax or top-k sampling) is fused into it.
+        """
+        import torch
+
+        pos = self._cache.pos
+        columns = torch.arange(valid.shape[1], device=valid.device)
+        mask = (valid & (columns <= pos))[:, None, None, :]
+        positions = (pos + deltas).expand(3, -1, 1)
+        logits = self._forward(input_ids=tokens, position_ids=positions,
+                               attention_mask={"full_attention": mask, "sliding_attention": mask})
+        return self.pick(logits, history, noise, ban, eos_columns, sampling)
+
+    @classmethod
+    def pick(cls, logits: Any, history: Any, noise: Any, ban: Any, eos_columns: Any, sampling: Sampling) -> Any:
+        """The next token per row from (batch, vocab) logits, as `generate`'s processors and warpers choose it.
+
+        history: (batch, n) token ids the repetition penalty counts (duplicates are harmless);
+        ban: a boolean scalar tensor, true while end tokens (`eos_columns`, a (vocab,) mask)
+        are not allowed yet (min_new_tokens); noise: `sampling_noise`'s draw when sampling.
+        """
+        import torch
+
+        logits = logits.float()
+        if sampling.repetition_penalty != 1.0:
+            logits = cls.penalize(logits, history, sampling.repetition_penalty)
+        logits = torch.where(ban & eos_columns, float("-inf"), logits)
+        return cls.choose(logits, sampling, noise)
+
+    @staticmethod
+    def penalize(logits: Any, history: Any, penalty: float) -> Any:
+        """transformers' repetition penalty on float logits: scores of the `history` tokens of each row
+        are divided by `penalty` when positive, multiplied when negative."""
+        import torch
+
+        score = logits.gather(1, history)
+        score = torch.where(score > 0, score / penalty, score * penalty)
+        return logits.scatter(1, history, score)
+
+    @staticmethod
+    def noise_width(vocab: int, sampling: Sampling) -> int:
+        """Columns of the random draw `choose` needs: top_k's when set, else the vocabulary's."""
+        return min(sampling.top_k, vocab) if sampling.top_k else vocab
+
+    @classmethod
+    def sampling_noise(cls, rows: int, vocab: int, sampling: Sampling, device: Any) -> Any:
+        """Exp(1) draws for `choose`'s exponential race, or None when decoding greedily."""
+        import torch
+
+        if not sampling.do_sample:
+            return None
+        noise = torch.empty(rows, cls.noise_width(vocab, sampling), device=device).exponential_(1.0)
+        return noise.clamp_min_(1e-20)  # never 0: p / 0 would be inf (or NaN for p = 0)
+
+    @classmethod
+    def choose(cls, logits: Any, sampling: Sampling, noise: Any = None) -> Any:
+        """Next token per row from float logits (batch, vocab): greedy, or temperature, top-k, top-p sampling.
+
+        Sampling narrows to the top_k candidates first (then the top-p cut and the draw
+        work on those few columns, not the whole vocabulary); the distribution is the one
+        transformers' warpers give, in the same order (temperature, top-k, top-p), except
+        that a tie at the k-th largest logit keeps exactly k candidates (transformers keeps
+        every tied one).
+        """
+        import torch
+
+        if not sampling.do_sample:
+            return logits.argmax(dim=-1)
+        logits = logits / max(sampling.temperature, 1e-5)
+        index = None
+        if sampling.top_k and sampling.top_k < logits.shape[-1]:
+            logits, index = torch.topk(logits, sampling.top_k, dim=-1)  # sorted, largest first
+        if sampling.top_p < 1.0:
+            if index is None:
+                logits, index = torch.sort(logits, descending=True, dim=-1)
+            probs = logits.softmax(-1)
+            drop = probs.cumsum(-1) - probs > sampling.top_p  # keep the token that crosses top_p
+            logits = logits.masked_fill(drop, float("-inf"))
+        probs = logits.softmax(-1)
+        if noise is None:
+            noise = cls.sampling_noise(probs.shape[0], probs.shape[-1], sampling, probs.device)
+        # exponential race (Gumbel-max): argmax(p / E), E ~ Exp(1), draws from p without a host sync
+        choice = (probs / noise).argmax(dim=-1)
+        return choice if index is None else index.gather(1, choice[:, None]).squeeze(1)
 
     def _cache_for(self, batch: int, max_len: int, dtype: Any, device: Any) -> SlotCache:
         c = self._cache
@@ -212,34 +321,36 @@ class StaticDecoder:
         return self.base.model.get_rope_index(ids, types, image_grid_thw=None if grid is None else grid.cpu(),
                                               attention_mask=inputs["attention_mask"].cpu())
 
-    @staticmethod
-    def penalize(logits: Any, seen: Any, penalty: float) -> Any:
-        """Repetition penalty on float logits (batch, vocab) for the tokens marked in `seen`."""
-        import torch
+    def stage(self, inputs: Any, pad_id: int) -> StagedBatch:
+        """The host-side preparation of a processor output (left-padded batch, CPU tensors).
 
-        return torch.where(seen, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+        Thread-safe (it reads the model's configuration and parameters' dtype and device
+        only), so an adapter runs it in its prefetch thread while the previous batch decodes.
+        """
+        real_rows = inputs["input_ids"].shape[0]
+        if self.bucket_batches:  # few distinct batch shapes, few compilations
+            inputs = pad_rows(inputs, bucket_rows(real_rows, self.full_batch), pad_id)
+        param = next(self.base.parameters())
+        position_ids, deltas = self.rope_index(inputs)
+        attention = inputs["attention_mask"].cpu()
+        # get_rope_index's deltas count from the row's real tokens: a left-padded row's next
+        # position is (cache index - its padding) + delta, as generate computes it
+        padding = attention.shape[1] - attention.sum(dim=1)
+        pixels = inputs.get("pixel_values")
+        if pixels is not None:
+            pixels = pixels.cpu().to(param.dtype)
+            if param.device.type == "cuda":  # page-locked: the copy to the GPU runs asynchronously
+                pixels = pixels.pin_memory()
+        grid = inputs.get("image_grid_thw")
+        return StagedBatch(input_ids=inputs["input_ids"].cpu(), attention_mask=attention, real_rows=real_rows,
+                           position_ids=position_ids, deltas=deltas.view(-1) - padding, pixel_values=pixels,
+                           image_grid_thw=None if grid is None else grid.cpu())
 
-    @staticmethod
-    def choose(logits: Any, sampling: Sampling, banned: Any = None) -> Any:
-        """Next token per row from float logits (batch, vocab); `banned` ids get -inf first."""
-        import torch
-
-        if banned is not None:
-            logits = logits.index_fill(1, banned, float("-inf"))
-        if not sampling.do_sample:
-            return logits.argmax(dim=-1)
-        logits = logits / max(sampling.temperature, 1e-5)
-        if sampling.top_k:
-            kth = torch.topk(logits, min(sampling.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if sampling.top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-            cumulative = sorted_logits.softmax(-1).cumsum(-1)
-            drop = cumulative - sorted_logits.softmax(-1) > sampling.top_p  # keep the token that crosses top_p
-            logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
-        probs = logits.softmax(-1)
-        # exponential race (Gumbel-max): argmax(p / E), E ~ Exp(1), draws from p without a host sync
-        return (probs / torch.empty_like(probs).exponential_(1.0)).argmax(dim=-1)
+    def _announce(self, batch: int, max_len: int) -> None:
+        if self.compile and (batch, max_len) not in self._compiled_shapes:
+            self._compiled_shapes.add((batch, max_len))
+            print(f"adbench: compiling the decoding step for {batch} rows x {max_len} cached tokens "
+                  "(once per shape, about a minute on a GPU)", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- generation
 
@@ -247,91 +358,82 @@ class StaticDecoder:
                  sampling: Sampling = Sampling(), min_new_tokens: int = 0) -> list[list[int]]:
         """New token ids per row (each ends at its first EOS, kept, or after max_new_tokens).
 
-        `inputs`: the processor's output for a left-padded batch (input_ids, attention_mask,
-        pixel_values, image_grid_thw, optionally mm_token_type_ids), on any device.
+        `inputs`: a `StagedBatch`, or the processor's output for a left-padded batch
+        (input_ids, attention_mask, pixel_values, image_grid_thw, optionally
+        mm_token_type_ids) on any device, which is staged first.
         """
         import torch
         from torch.profiler import record_function
 
-        real_rows = inputs["input_ids"].shape[0]
-        if self.bucket_batches:  # few distinct batch shapes, few compilations
-            inputs = pad_rows(inputs, bucket_rows(real_rows, self.full_batch), pad_id)
+        with record_function("adbench.stage"):
+            staged = inputs if isinstance(inputs, StagedBatch) else self.stage(inputs, pad_id)
         device = next(self.base.parameters()).device
         dtype = next(self.base.parameters()).dtype
-        with record_function("adbench.rope_index"):
-            position_ids, deltas = self.rope_index(inputs)
-        ids = inputs["input_ids"].to(device)
-        attention = inputs["attention_mask"].to(device).bool()
-        batch, prompt_len = ids.shape
+        batch, prompt_len = staged.input_ids.shape
         max_len = _round_up(prompt_len + max_new_tokens, LENGTH_BUCKET)
         cache = self._cache_for(batch, max_len, dtype, device)
-        if self.compile and (batch, max_len) not in self._compiled_shapes:
-            self._compiled_shapes.add((batch, max_len))
-            print(f"adbench: compiling the decoding step for {batch} rows x {max_len} cached tokens "
-                  "(once per shape, about a minute on a GPU)", file=sys.stderr, flush=True)
-        valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
-        valid[:, :prompt_len] = attention
-        eos = torch.tensor(sorted(eos_ids), device=device)
-        # get_rope_index's deltas count from the row's real tokens: a left-padded row's next
-        # position is (cache index - its padding) + delta, as generate computes it
-        padding = prompt_len - inputs["attention_mask"].cpu().sum(dim=1)
-        deltas = (deltas.view(-1) - padding).to(device).view(1, batch, 1)
-
+        self._announce(batch, max_len)
         clock = _Clock(device)
         with torch.inference_mode():
+            ids = staged.input_ids.to(device, non_blocking=True)
+            attention = staged.attention_mask.to(device, non_blocking=True).bool()
+            valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+            valid[:, :prompt_len] = attention
+            deltas = staged.deltas.to(device, non_blocking=True).view(1, batch, 1)
+            eos = torch.tensor(sorted(eos_ids), device=device)
             cache.pos.zero_()
             prefill_mask = None  # no padding: plain causal attention (SDPA's flash kernel)
-            if not bool(attention.all()):
+            if not bool(staged.attention_mask.all()):
                 index = torch.arange(prompt_len, device=device)
                 causal = index[None, :] <= index[:, None]
                 # pad rows may attend to themselves only: a fully masked row would give NaN
                 prefill_mask = ((causal[None] & attention[:, None, :])
                                 | torch.eye(prompt_len, dtype=torch.bool, device=device)[None])[:, None]
             mm: dict[str, Any] = {}
-            if inputs.get("pixel_values") is not None:
-                mm = dict(pixel_values=inputs["pixel_values"].to(device, dtype),
-                          image_grid_thw=inputs["image_grid_thw"].to(device))
+            if staged.pixel_values is not None:
+                mm = dict(pixel_values=staged.pixel_values.to(device, dtype, non_blocking=True),
+                          image_grid_thw=staged.image_grid_thw.to(device))
             with record_function("adbench.prefill"):
-                logits = self._forward(input_ids=ids, position_ids=position_ids.to(device),
+                logits = self._forward(input_ids=ids, position_ids=staged.position_ids.to(device, non_blocking=True),
                                        attention_mask={"full_attention": prefill_mask,
-                                                       "sliding_attention": prefill_mask}, **mm).float()
+                                                       "sliding_attention": prefill_mask}, **mm)
             cache.pos.fill_(prompt_len)
             clock.mark("prefill")
+            vocab = logits.shape[-1]
+            eos_columns = torch.zeros(vocab, dtype=torch.bool, device=device)
+            eos_columns[eos] = True
+            banned, allowed = (torch.tensor(flag, device=device) for flag in (True, False))
+            # the ids the repetition penalty counts: the prompt (padding included, as in generate), then
+            # each new token in its column; columns not written yet repeat a prompt token (no effect)
+            history = torch.cat([ids, ids[:, -1:].expand(batch, max_len - prompt_len)], dim=1)
             out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
             finished = torch.zeros(batch, dtype=torch.bool, device=device)
-            finished[real_rows:] = True  # filler rows must not keep the loop going
+            finished[staged.real_rows:] = True  # filler rows must not keep the loop going
             tokens = torch.empty(batch, 1, dtype=torch.long, device=device)
-            columns = torch.arange(max_len, device=device)
-            seen = None
-            if sampling.repetition_penalty != 1.0:
-                seen = torch.zeros(logits.shape, dtype=torch.bool, device=device).scatter_(1, ids, True)
             steps = 0
             for step in range(max_new_tokens):
-                with record_function("adbench.sample"):
-                    if seen is not None:
-                        logits = self.penalize(logits, seen, sampling.repetition_penalty)
-                    nxt = self.choose(logits, sampling, eos if step < min_new_tokens else None)
-                    if seen is not None:
-                        seen.scatter_(1, nxt[:, None], True)
-                nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
+                ban = banned if step < min_new_tokens else allowed
+                noise = self.sampling_noise(batch, vocab, sampling, device)
+                if step == 0:
+                    nxt = self.pick(logits, history, noise, ban, eos_columns, sampling)
+                else:
+                    if self.compile:
+                        torch.compiler.cudagraph_mark_step_begin()
+                    with record_function("adbench.decode_step"):
+                        nxt = self._step(tokens, valid, deltas, history, noise, ban, eos_columns, sampling)
+                    cache.pos.add_(1)
+                nxt = torch.where(finished, pad_id, nxt)
                 out[:, step] = nxt
+                history[:, prompt_len + step] = nxt
                 finished |= torch.isin(nxt, eos)
                 steps = step + 1
-                if steps == max_new_tokens:
-                    break
-                if steps % self.check_every == 0 and bool(finished.all()):
+                if steps == max_new_tokens or (steps % self.check_every == 0 and bool(finished.all())):
                     break
                 tokens.copy_(nxt[:, None])
-                mask = (valid & (columns <= cache.pos))[:, None, None, :]
-                positions = (cache.pos + deltas).expand(3, batch, 1)
-                if self.compile:
-                    torch.compiler.cudagraph_mark_step_begin()
-                with record_function("adbench.decode_step"):
-                    logits = self._decode(tokens, positions, mask).clone()
-                cache.pos.add_(1)
             clock.mark("decode")
-        kept = out[:real_rows, :steps].tolist()
+        kept = out[: staged.real_rows, :steps].tolist()
         self.last_timing = dict(batch=batch, prompt_len=prompt_len, cache_len=max_len, steps=steps, **clock.ms())
+        self.timings.append(self.last_timing)
         result = []
         for row in kept:
             end = next((k for k, tok in enumerate(row) if tok in eos_ids), None)
