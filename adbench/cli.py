@@ -3,15 +3,16 @@
     adbench list models|tasks|recipes
     adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
     adbench score RUN_DIR
-    adbench leaderboard RUN_DIR... [--format markdown|csv|latex] [--out FILE]
+    adbench leaderboard RUN_DIR... [--metric strict|mmad] [--format markdown|csv|latex] [--out FILE]
     adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets [RUN_DIR...] [--reference paper]
-                        [--compare MODEL] [--ci] [--format ...] [--out FILE]
+                        [--compare MODEL] [--ci] [--metric strict|mmad] [--format ...] [--out FILE]
     adbench report RUN_DIR [--out FILE.html]
     adbench data demo [--out DIR]
     adbench data check [--data-root DIR] [--datasets NAME...]
     adbench data boxes [--data-root DIR] [--datasets NAME...] [--kernel K] [--min-area A]
     adbench demo [--no-adfm]
     adbench train --recipe NAME [--set key=value]... --out DIR [--data-root DIR]
+    adbench train --recipe NAME [--set key=value]... --print-config [--out DIR]
     adbench variance --model NAME [-M k=v]... --task NAME [-T k=v]... [-n 6] [--limit N]
                      [--reward-variant paper|released] [--json]
 
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--metric", default="strict", choices=["strict", "mmad"],
+                   help="the runs' figures: strict (default; failed or unparsable replies count as wrong) or mmad "
+                   "(MMAD's own answer rule and summary); --ci and --compare follow it")
 
     p = sub.add_parser("report", help="self-contained HTML report of one run (images, boxes, reasoning, answers)")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -117,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", required=True, help="recipe name (see `adbench list recipes`) or a .yaml file")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a recipe key, e.g. --set grpo.beta=0.1 (repeatable; values read as YAML)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (adapter in OUT/adapter)")
+    p.add_argument("--out", type=Path, help="output folder (adapter in OUT/adapter); required unless --print-config")
     p.add_argument("--data-root", type=Path, help="data folder (default: recipe data.data_root, $ADBENCH_DATA, cache)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved recipe and the exact GRPOConfig / LoraConfig arguments as JSON; "
+                        "loads no model or data, needs no GPU")
 
     p = sub.add_parser("variance", help="share of images whose sampled responses all get the same reward (Fig. 5)")
     p.add_argument("--model", required=True, help="a local sampling model, e.g. adfm")
@@ -133,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
     p.add_argument("--seed", type=int, default=0, help="first sampling seed (default 0)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--json", action="store_true", help="print JSON (shares and every image's rewards)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (shares, the sampling settings used, every response's text and rewards)")
     return parser
 
 
@@ -195,7 +203,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
         if not args.run_dirs:
             raise ValueError("give at least one RUN_DIR (or --layout ... --reference paper)")
-        text = render(collect_rows(args.run_dirs), args.format)
+        text = render(collect_rows(args.run_dirs, args.metric), args.format, metric=args.metric)
     else:
         from adbench.tables import build_table, render_table
 
@@ -203,7 +211,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             raise ValueError("--reference needs --layout table1|table2|table3|table4|mmad")
         table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
                             compare=args.compare, ci=args.ci, n_resamples=args.resamples,
-                            confidence=args.confidence, seed=args.seed)
+                            confidence=args.confidence, seed=args.seed, metric=args.metric)
         text = render_table(table, args.format)
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -15,9 +15,10 @@ datasets and some question types:
   (the mean over its question types), i.e. the plain leaderboard.
 
 `Avg.` is the mean of the columns a run has a figure for (the paper's averages are
-the means of their rows' columns). The figures come from results.json; the same
-figures can be recomputed from per-sample correctness (`ColumnGroups`), which is what
-bootstrap intervals resample.
+the means of their rows' columns). The figures come from results.json, under either
+metric (`strict`: `accuracy`; `mmad`: MMAD's rule, `accuracy_mmad` / `qtypes_mmad`);
+the same figures can be recomputed from per-sample correctness (`ColumnGroups`), which
+is what bootstrap intervals resample.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from adbench.schema import Record
+from adbench.scoring import METRICS, mmad_qtype, require_mmad_figures
 
 AVERAGE = "Avg."
 AD = "Anomaly Detection"
@@ -143,23 +145,30 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
-def _cell(results: dict[str, Any], dataset: str, col: Column, rule: str | None) -> float | None:
-    if rule is not None:  # score-based model: Anomaly Detection only, one accuracy per dataset and rule
-        if col.qtypes is not None and AD not in col.qtypes:
-            return None
-        return results["rules"][rule]["accuracy"].get(dataset)
-    entry = results["metrics"][dataset]
-    if col.qtypes is None:
-        return entry.get("accuracy")
-    qt = entry.get("qtypes", {})
-    present = [q for q in col.qtypes if q in qt and qt[q].get("accuracy") is not None]
+def _pooled(qt: dict[str, Any], names: Sequence[str], acc: str, n: str) -> float | None:
+    """One accuracy over several question types: sum(correct) / sum(n), exact from (accuracy, n)."""
+    present = [q for q in dict.fromkeys(names) if q in qt and qt[q].get(acc) is not None]
     if not present:
         return None
     if len(present) == 1:
-        return qt[present[0]]["accuracy"]
-    # pooled plain accuracy over several types: sum(correct) / sum(n), exact from (accuracy, n)
-    total = sum(qt[q]["n"] for q in present)
-    return sum(qt[q]["accuracy"] * qt[q]["n"] for q in present) / total
+        return qt[present[0]][acc]
+    total = sum(qt[q][n] for q in present)
+    return sum(qt[q][acc] * qt[q][n] for q in present) / total if total else 0.0
+
+
+def _cell(results: dict[str, Any], dataset: str, col: Column, rule: str | None, metric: str) -> float | None:
+    key = "accuracy" if metric == "strict" else "accuracy_mmad"
+    if rule is not None:  # score-based model: Anomaly Detection only, one accuracy per dataset and rule
+        if col.qtypes is not None and AD not in col.qtypes:
+            return None
+        return results["rules"][rule][key].get(dataset)
+    entry = results["metrics"][dataset]
+    if col.qtypes is None:
+        return entry.get(key)
+    if metric == "strict":
+        return _pooled(entry.get("qtypes", {}), col.qtypes, "accuracy", "n")
+    # MMAD pools Object Structure / Details itself; its cells are already per pooled type
+    return _pooled(entry.get("qtypes_mmad", {}), [mmad_qtype(q) for q in col.qtypes], "accuracy_mmad", "n_kept")
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -178,13 +187,20 @@ def _matches(layout: Layout, datasets: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def run_figures(layout: Layout, results: dict[str, Any], rule: str | None = None) -> Figures:
-    """A run's figure for every column of `layout` (None where the run has none), and why."""
+def run_figures(layout: Layout, results: dict[str, Any], rule: str | None = None, metric: str = "strict") -> Figures:
+    """A run's figure for every column of `layout` (None where the run has none), and why.
+
+    metric: "strict" (results.json's `accuracy`) or "mmad" (MMAD's rule, `accuracy_mmad`).
+    """
+    if metric not in METRICS:
+        raise LayoutError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+    if metric == "mmad":
+        require_mmad_figures(results)
     datasets = [d for d in results["metrics"] if d != "average"]
     matches = _matches(layout, datasets)
     values: dict[str, float | None] = {}
     for col in layout.columns:
-        values[col.name] = _mean([_cell(results, d, col, rule) for d in matches[col.name]])
+        values[col.name] = _mean([_cell(results, d, col, rule, metric) for d in matches[col.name]])
     present = [v for v in values.values() if v is not None]
     values[AVERAGE] = _mean(present)
     notes = []
@@ -197,7 +213,8 @@ def run_figures(layout: Layout, results: dict[str, Any], rule: str | None = None
             notes.append(f"averaged over the run's datasets {', '.join(datasets)} "
                          f"(the paper: {', '.join(MMAD_DATASETS)})")
     if not present and not (layout.by_dataset and len(left) == len(datasets)):
-        qtypes = sorted({q for d in datasets for q in results["metrics"][d].get("qtypes", {})})
+        qkey = "qtypes" if metric == "strict" else "qtypes_mmad"
+        qtypes = sorted({q for d in datasets for q in results["metrics"][d].get(qkey, {})})
         notes.append(f"no figure in this layout (run datasets: {', '.join(datasets)}; "
                      f"question types: {', '.join(qtypes) or 'n/a'})")
     elif len(present) < len(layout.columns):
@@ -225,18 +242,33 @@ class ColumnGroups:
     columns[c] lists, per dataset the column takes, the accuracy groups averaged in it:
     plain accuracy over some positions, or MMAD's balanced accuracy (normal and
     anomalous positions separately). A column's figure is the mean over datasets of
-    the mean over groups; Avg. is the mean over the columns that have one.
+    the mean over groups; Avg. is the mean over the columns that have one. With
+    `absent_zero` (MMAD's rule) an empty group, or an absent class of a balanced one,
+    counts 0 instead of being left out.
     """
 
     names: list[str]
     columns: list[list[list[Group]]]
-    strata: list[tuple[Any, ...]]  # one key per record: dataset, question type, label
+    strata: list[tuple[Any, ...]]  # one key per record: dataset, question type, label (and kept, for MMAD)
+    absent_zero: bool = False
 
     def scope(self, c: int | None) -> np.ndarray:
         """Positions of the records that enter column c (None: any column)."""
         cols = range(len(self.columns)) if c is None else [c]
         pos = [p for k in cols for ds in self.columns[k] for g in ds for p in g if p is not None]
         return np.unique(np.concatenate(pos)) if pos else np.zeros(0, dtype=np.int64)
+
+    def _mean(self, c: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
+        if len(pos):
+            return c[:, pos].mean(axis=1)
+        return np.zeros(c.shape[0]) if self.absent_zero else None
+
+    def _group(self, c: np.ndarray, group: Group) -> np.ndarray:
+        a, b = group
+        if b is None:
+            return self._mean(c, a)
+        parts = [m for m in (self._mean(c, a), self._mean(c, b)) if m is not None]
+        return np.mean(parts, axis=0)  # balanced: mean of the classes (absent ones 0 with absent_zero)
 
     def figures(self, correct: np.ndarray) -> np.ndarray:
         """Figures for a (B, n) array of 0/1 correctness: shape (B, columns + 1), NaN where none."""
@@ -245,15 +277,7 @@ class ColumnGroups:
             c = c[None, :]
         out = np.full((c.shape[0], len(self.columns) + 1), np.nan)
         for k, per_dataset in enumerate(self.columns):
-            ds_values = []
-            for groups in per_dataset:
-                vals = []
-                for a, b in groups:
-                    if b is None:
-                        vals.append(c[:, a].mean(axis=1))
-                    else:  # balanced: mean of the class accuracies that occur
-                        vals.append(np.mean([c[:, p].mean(axis=1) for p in (a, b) if len(p)], axis=0))
-                ds_values.append(np.mean(vals, axis=0))
+            ds_values = [np.mean([self._group(c, g) for g in groups], axis=0) for groups in per_dataset]
             if ds_values:
                 out[:, k] = np.mean(ds_values, axis=0)
         present = ~np.isnan(out[0, :-1])
@@ -268,18 +292,31 @@ def _balanced(recs_pos: list[int], records: Sequence[Record]) -> Group:
     return pos[labels == 0], pos[labels == 1]
 
 
-def column_groups(layout: Layout, records: Sequence[Record]) -> ColumnGroups:
-    """The layout's figures as groups of evaluated Records (calibration records excluded by the caller)."""
+def column_groups(
+    layout: Layout, records: Sequence[Record], verdicts: Sequence[bool | None] | None = None
+) -> ColumnGroups:
+    """The layout's figures as groups of evaluated Records (calibration records excluded by the caller).
+
+    With `verdicts` (MMAD's rule: one per record, None = dropped) the groups follow
+    MMAD's summary: question types pooled as MMAD pools them, dropped records in no
+    group, a type whose records were all dropped an empty group that counts 0, an
+    absent class 0. Dropped records get their own strata, so a resample keeps the
+    kept records' counts.
+    """
+    mmad = verdicts is not None
+    kept = [True] * len(records) if verdicts is None else [v is not None for v in verdicts]
     by_ds_q: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i, r in enumerate(records):
-        by_ds_q[r.dataset][r.qtype].append(i)
+        by_ds_q[r.dataset][mmad_qtype(r.qtype) if mmad else r.qtype].append(i)
     matches = _matches(layout, list(by_ds_q))
 
     def group(qtypes: Sequence[str], ds: str) -> Group | None:
-        pos = [i for q in qtypes for i in by_ds_q[ds].get(q, [])]
-        if not pos:
+        names = dict.fromkeys(mmad_qtype(q) for q in qtypes) if mmad else qtypes
+        every = [i for q in names for i in by_ds_q[ds].get(q, [])]
+        pos = [i for i in every if kept[i]]
+        if not every:
             return None
-        if list(qtypes) == [AD] and all(records[i].label in (0, 1) for i in pos):
+        if list(names) == [AD] and all(records[i].label in (0, 1) for i in pos):
             return _balanced(pos, records)
         return np.asarray(pos, dtype=np.int64), None
 
@@ -295,5 +332,5 @@ def column_groups(layout: Layout, records: Sequence[Record]) -> ColumnGroups:
             if groups:
                 per_dataset.append(groups)
         columns.append(per_dataset)
-    strata = [(r.dataset, r.qtype, r.label) for r in records]
-    return ColumnGroups(layout.column_names, columns, strata)
+    strata = [(r.dataset, r.qtype, r.label, *((k,) if mmad else ())) for r, k in zip(records, kept)]
+    return ColumnGroups(layout.column_names, columns, strata, absent_zero=mmad)

@@ -3,6 +3,10 @@
 Score-based models give one row per threshold rule: `name*` for the Youden's-J
 threshold (an oracle: chosen on the evaluated set's labels), `name (0.5)` for the
 fixed threshold and `name (calib.)` for the threshold calibrated on normal images.
+
+Every table shows one metric (`--metric`), and says which: `strict` (results.json's
+`accuracy`, the headline) or `mmad` (MMAD's own rule, `accuracy_mmad`; see
+`adbench.scoring`). Markdown and latex tables carry it as a note, csv as a `Metric` column.
 """
 
 from __future__ import annotations
@@ -14,11 +18,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adbench.scoring import METRICS, require_mmad_figures
 from adbench.store import RunStore, StoreError
 
 FORMATS = ("markdown", "csv", "latex")
 AVERAGE = "Avg."
 ORACLE_NOTE = "* threshold chosen by Youden's J on the evaluated set itself (an oracle, not deployable)."
+METRIC_NOTES = {
+    "strict": "Metric: strict (failed or unparsable replies count as wrong).",
+    "mmad": "Metric: MMAD's rule (answer = last standalone A-E in the reply, else difflib's closest option; "
+            "only records without an A-E answer, i.e. failed requests, are dropped; an absent class or "
+            "an all-dropped question type counts 0).",
+}
+
+
+def check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+
+
+def metric_note(metric: str) -> str:
+    """The line that says which metric a table shows."""
+    check_metric(metric)
+    return METRIC_NOTES[metric]
 
 
 @dataclass
@@ -55,7 +77,13 @@ def run_variants(results: dict[str, Any]) -> list[tuple[str | None, str]]:
     return out
 
 
-def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir: str = "") -> list[Row]:
+def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir: str = "",
+                      metric: str = "strict") -> list[Row]:
+    """A run's rows: its per-dataset figures under `metric` ("strict" or "mmad")."""
+    check_metric(metric)
+    if metric == "mmad":
+        require_mmad_figures(results)
+    key = "accuracy" if metric == "strict" else "accuracy_mmad"
     name = label or results["model"]
     metrics = results["metrics"]
     datasets = [k for k in metrics if k != "average"]
@@ -67,8 +95,8 @@ def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir
         notes = []
         if not results.get("complete", True):
             notes.append("incomplete run")
-        return [Row(name, values({k: v["accuracy"] for k, v in metrics.items()}), run_dir, notes)]
-    return [Row(name + suffix, values(results["rules"][rule]["accuracy"]), run_dir)
+        return [Row(name, values({k: v[key] for k, v in metrics.items()}), run_dir, notes)]
+    return [Row(name + suffix, values(results["rules"][rule][key]), run_dir)
             for rule, suffix in run_variants(results)]
 
 
@@ -87,11 +115,11 @@ def run_labels(loaded: Sequence[tuple[Path, dict[str, Any]]]) -> list[str]:
     return labels
 
 
-def collect_rows(run_dirs: Sequence[Path]) -> list[Row]:
+def collect_rows(run_dirs: Sequence[Path], metric: str = "strict") -> list[Row]:
     loaded = [(Path(d), load_results(Path(d))) for d in run_dirs]
     rows: list[Row] = []
     for (d, res), label in zip(loaded, run_labels(loaded)):
-        rows.extend(rows_from_results(res, label, str(d)))
+        rows.extend(rows_from_results(res, label, str(d), metric))
     return rows
 
 
@@ -109,28 +137,33 @@ def format_value(v: float | None) -> str:
 
 
 def render(rows: Sequence[Row], fmt: str = "markdown", columns: Sequence[str] | None = None,
-           first_header: str = "Model") -> str:
-    """Render rows as a markdown, csv or latex table (accuracies in %)."""
+           first_header: str = "Model", metric: str = "strict") -> str:
+    """Render rows as a markdown, csv or latex table (accuracies in %) of figures under `metric`.
+
+    The metric is stated in a note (markdown; latex: a `%` comment) or, in csv, a last
+    `Metric` column.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    note = metric_note(metric)
     cols = list(columns or columns_of(rows))
     header = [first_header, *cols]
     body = [[r.label, *(format_value(r.values.get(c)) for c in cols)] for r in rows]
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(body)
+        w.writerow([*header, "Metric"])
+        w.writerows([*b, metric] for b in body)
         return buf.getvalue()
     from tabulate import tabulate
 
     table = tabulate(body, headers=header, tablefmt="pipe" if fmt == "markdown" else "latex_booktabs",
                      disable_numparse=True, colalign=("left",) + ("right",) * len(cols))
-    notes = []
+    notes = [note]
     if any(r.label.endswith("*") or "* [" in r.label for r in rows):
         notes.append(ORACLE_NOTE)
     for r in rows:
         notes.extend(f"{r.label}: {n}" for n in r.notes)
-    if notes and fmt == "markdown":
-        table += "\n\n" + "\n".join(notes)
-    return table + "\n"
+    if fmt == "markdown":
+        return table + "\n\n" + "\n".join(notes) + "\n"
+    return table + "\n" + "".join(f"% {n}\n" for n in notes)

@@ -37,6 +37,17 @@ def balanced_accuracy(correct: Sequence[bool], labels: Sequence[int]) -> float |
     return float(np.mean(parts)) if parts else None
 
 
+def balanced_accuracy_mmad(correct: Sequence[bool], labels: Sequence[int]) -> float:
+    """MMAD summary's Anomaly Detection accuracy: (normal accuracy + anomalous accuracy) / 2,
+    where a class without samples counts 0 (jam-cc/MMAD `evaluation/examples/helper/
+    summary.py: caculate_accuracy_mmad`), unlike `balanced_accuracy`. No samples at all: 0.
+    """
+    c = np.asarray(correct, dtype=bool)
+    y = np.asarray(labels)
+    parts = [float(c[y == k].mean()) if (y == k).any() else 0.0 for k in (0, 1)]
+    return (parts[0] + parts[1]) / 2
+
+
 def _finite(scores: Sequence[float], what: str) -> np.ndarray:
     """Scores as floats; NaN or infinite scores are a MetricError (sklearn would raise ValueError)."""
     s = np.asarray(scores, dtype=float)

@@ -71,11 +71,11 @@ BUILTIN_MODELS: dict[str, tuple[str, str]] = {
     ),
     "qwen2.5-vl-7b": (
         "adbench.models.qwen_vl:qwen25_vl_7b",
-        "Qwen2.5-VL-7B-Instruct zero-shot, MMAD prompt (transformers; -M backend=vllm).",
+        "Qwen2.5-VL-7B-Instruct zero-shot, MMAD prompt (-M prompt=mmad: MMAD's script's; -M backend=vllm).",
     ),
     "qwen2.5-vl-3b": (
         "adbench.models.qwen_vl:qwen25_vl_3b",
-        "Qwen2.5-VL-3B-Instruct zero-shot, MMAD prompt (transformers; -M backend=vllm).",
+        "Qwen2.5-VL-3B-Instruct zero-shot, MMAD prompt (-M prompt=mmad: MMAD's script's; -M backend=vllm).",
     ),
     "internvl3-8b": ("adbench.models.hf_vlm:internvl3_8b", "InternVL3-8B (-hf checkpoint), MMAD prompt."),
     "internvl3-38b": ("adbench.models.hf_vlm:internvl3_38b", "InternVL3-38B (-hf checkpoint), MMAD prompt."),

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from adbench import registry
+from adbench.images import ImageError, open_image, to_8bit
 from adbench.schema import Record
 from adbench.scoring import record_correctness, threshold_decisions
 from adbench.store import RunStore, StoreError
@@ -46,17 +47,15 @@ JPEG_QUALITY = 75
 def thumbnail(path: str, size: int) -> dict[str, Any]:
     """{"src": data URI, "w", "h"} (original size), or {"missing": reason naming the file}."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             w, h = im.size
             im.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster for big photos
-            im = im.convert("RGB")
+            im = to_8bit(im, path).convert("RGB")
             im.thumbnail((size, size), Image.Resampling.LANCZOS)
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=JPEG_QUALITY)
-    except FileNotFoundError:
-        return {"missing": f"image file not found: {path}"}
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        return {"missing": f"cannot read image {path}: {e}"}
+    except ImageError as e:
+        return {"missing": str(e)}
     return {"src": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), "w": w, "h": h}
 
 
@@ -69,15 +68,13 @@ def mask_outline(path: str, size: int) -> dict[str, Any]:
     from skimage.measure import approximate_polygon, find_contours
 
     try:
-        with Image.open(path) as im:
+        with open_image(path, "mask") as im:
             w, h = im.size
-            small = im.convert("L")
+            small = to_8bit(im, path).convert("L")
             small.thumbnail((size, size), Image.Resampling.NEAREST)
             arr = np.asarray(small) > 0
-    except FileNotFoundError:
-        return {"missing": f"mask file not found: {path}"}
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        return {"missing": f"cannot read mask {path}: {e}"}
+    except ImageError as e:
+        return {"missing": str(e)}
     sy, sx = h / arr.shape[0], w / arr.shape[1]
     padded = np.pad(arr.astype(float), 1)  # closes contours that touch the border
     lines = []
@@ -219,7 +216,7 @@ def summary_html(data: dict[str, Any]) -> str:
     parts = ['<dl class="facts">']
     parts += [f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in facts if v is not None]
     parts.append("</dl>")
-    head = ["dataset", "n", "accuracy", "accuracy (MMAD: dropped replies excluded)", *qtypes]
+    head = ["dataset", "n", "accuracy", "accuracy (MMAD's rule)", *qtypes]
     has_auroc = any("auroc" in metrics[d] for d in metrics)
     if has_auroc:
         head.append("AUROC")

@@ -225,7 +225,8 @@ def _config(
     }
     if store.config_path.exists():
         old = store.read_config()
-        for key in ("model", "model_args", "task", "task_args", "limit", "seed", "samples_hash"):
+        # prompt_hash: the same -M values can name a prompt whose text changed (-M instruction_file=)
+        for key in ("model", "model_args", "task", "task_args", "limit", "seed", "samples_hash", "prompt_hash"):
             if old.get(key) != config.get(key):
                 raise RunError(
                     f"{store.dir} holds a run with a different {key} ({old.get(key)!r} vs {config.get(key)!r}); "

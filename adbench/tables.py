@@ -11,10 +11,14 @@ Statistics, in short (the README has the long form):
 - Intervals: 95% percentile bootstrap, seeded, resampling samples within each
   dataset, question type and class, so a mean-of-datasets figure keeps every dataset
   and the balanced Anomaly Detection accuracy keeps both classes.
-- McNemar's test compares per-sample correctness (a failed or unparsable reply is
-  wrong) on the samples behind a column, when both runs have exactly the same sample
-  ids there; exact binomial below 25 discordant pairs, else chi-square with continuity
-  correction. It tests plain paired accuracy, not the balanced figure itself.
+- McNemar's test compares per-sample correctness on the samples behind a column, when
+  both runs have exactly the same sample ids there; exact binomial below 25 discordant
+  pairs, else chi-square with continuity correction. It tests plain paired accuracy,
+  not the balanced figure itself.
+- Both follow the table's metric (`metric`): "strict" (a failed or unparsable reply is
+  wrong) or "mmad" (MMAD's rule: the samples it drops are left out of the resampled
+  figures and of McNemar's pairs, so two runs whose dropped samples differ are not
+  paired there).
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from adbench.layouts import AVERAGE, ColumnGroups, Layout, column_groups, get_layout, run_figures
-from adbench.leaderboard import FORMATS, ORACLE_NOTE, load_results, run_labels, run_variants
+from adbench.leaderboard import (
+    FORMATS,
+    ORACLE_NOTE,
+    check_metric,
+    load_results,
+    metric_note,
+    run_labels,
+    run_variants,
+)
 from adbench.metrics import bootstrap_ci, mcnemar
 from adbench.reference import MISSING, ReferenceTable, load_reference
 from adbench.schema import Record
@@ -69,6 +81,7 @@ class Table:
     extra_columns: list[str] = field(default_factory=list)  # the Δ columns of a comparison
     notes: list[str] = field(default_factory=list)
     reference: ReferenceTable | None = None
+    metric: str = "strict"  # the run rows' metric: "strict" or "mmad"
 
 
 class _Runs:
@@ -82,13 +95,15 @@ class _Runs:
             self._records[run_dir] = RunStore(run_dir).load_records(repair=False)
         return self._records[run_dir]
 
-    def correctness(self, v: RunVariant, layout: Layout) -> tuple[list[Record], np.ndarray, ColumnGroups]:
-        """Evaluated records, their correctness under the row's rule, and the layout's groups."""
+    def correctness(self, v: RunVariant, layout: Layout,
+                    metric: str = "strict") -> tuple[list[Record], np.ndarray, ColumnGroups]:
+        """Evaluated records, their correctness under the row's rule and metric, and the layout's groups."""
         every = self._all(v.run_dir)  # score-based rules need the calibration records too
         recs = [r for r in every if r.role != "calibration"]
-        by_id = record_correctness(v.results, every, v.rule) if recs else {}
-        correct = np.asarray([by_id[r.id] for r in recs], dtype=bool)
-        return recs, correct, column_groups(layout, recs)
+        by_id = record_correctness(v.results, every, v.rule, metric) if recs else {}
+        verdicts = [by_id[r.id] for r in recs]
+        correct = np.asarray([bool(x) for x in verdicts], dtype=bool)  # a dropped record is in no group
+        return recs, correct, column_groups(layout, recs, verdicts if metric == "mmad" else None)
 
 
 def _norm(s: str) -> str:
@@ -123,11 +138,11 @@ def _reference_rows(ref: ReferenceTable, layout: Layout) -> list[TableRow]:
     return rows
 
 
-def _run_rows(layout: Layout, loaded: list[tuple[Path, dict[str, Any]]]) -> list[TableRow]:
+def _run_rows(layout: Layout, loaded: list[tuple[Path, dict[str, Any]]], metric: str) -> list[TableRow]:
     rows = []
     for (d, res), base in zip(loaded, run_labels(loaded)):
         for rule, suffix in run_variants(res):
-            fig = run_figures(layout, res, rule)
+            fig = run_figures(layout, res, rule, metric)
             label = base + suffix
             figures = {c: _pct(v) for c, v in fig.values.items()}
             notes = list(fig.notes)
@@ -157,19 +172,25 @@ def build_table(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    metric: str = "strict",
 ) -> Table:
-    """Runs (and the published rows, with reference="paper") in one layout."""
+    """Runs (and the published rows, with reference="paper") in one layout.
+
+    metric: the run rows' figures, "strict" or "mmad" (MMAD's rule); intervals and
+    McNemar's test follow it. Published rows are printed as published either way.
+    """
+    check_metric(metric)
     if reference is not None and reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r}: use one of {', '.join(REFERENCES)}")
     loaded = [(Path(d), load_results(Path(d))) for d in run_dirs]
     layout = get_layout(layout_name, [r for _, r in loaded])
-    table = Table(layout, [])
+    table = Table(layout, [], metric=metric)
     if reference is not None:
         if layout.reference is None:
             raise ValueError(f"layout {layout.name!r} has no published reference table")
         table.reference = load_reference(layout.reference)
         table.rows += _reference_rows(table.reference, layout)
-    table.rows += _run_rows(layout, loaded)
+    table.rows += _run_rows(layout, loaded, metric)
     if not table.rows:
         raise ValueError("nothing to show: give run directories, --reference paper, or both")
     runs = _Runs()
@@ -185,7 +206,7 @@ def _add_intervals(table: Table, runs: _Runs, n_resamples: int, confidence: floa
     for row in table.rows:
         if row.run is None:
             continue
-        recs, correct, groups = runs.correctness(row.run, table.layout)
+        recs, correct, groups = runs.correctness(row.run, table.layout, table.metric)
         if not recs:
             row.notes.append("no samples.jsonl records: no interval")
             continue
@@ -199,9 +220,10 @@ def _add_intervals(table: Table, runs: _Runs, n_resamples: int, confidence: floa
                 row.notes.append(f"{c}: results.json ({row.figures[c]:.2f}) differs from its samples "
                                  f"({100 * point[k]:.2f}); run `adbench score` on {row.run.run_dir}")
             row.cells[c] = f"{row.figures[c]:.2f} [{100 * lo[k]:.2f}, {100 * hi[k]:.2f}]"
+    kept = "; the samples MMAD's rule drops are left out" if table.metric == "mmad" else ""
     table.notes.append(
         f"[lo, hi]: {100 * confidence:g}% percentile bootstrap interval ({n_resamples} resamples, seed {seed}; "
-        "samples resampled within each dataset, question type and class). Published rows have none."
+        f"samples resampled within each dataset, question type and class{kept}). Published rows have none."
     )
 
 
@@ -219,8 +241,8 @@ def find_row(rows: Sequence[TableRow], name: str) -> TableRow:
 
 def _paired_p(table: Table, runs: _Runs, a: RunVariant, b: RunVariant) -> tuple[dict[str, float | None], str]:
     """McNemar p-value per column (None where the samples are not the same), and a note."""
-    recs_a, corr_a, groups_a = runs.correctness(a, table.layout)
-    recs_b, corr_b, groups_b = runs.correctness(b, table.layout)
+    recs_a, corr_a, groups_a = runs.correctness(a, table.layout, table.metric)
+    recs_b, corr_b, groups_b = runs.correctness(b, table.layout, table.metric)
     out: dict[str, float | None] = {}
     unpaired = []
     for k, c in enumerate(table.layout.column_names):
@@ -268,8 +290,10 @@ def _add_comparison(table: Table, runs: _Runs, name: str) -> None:
     name = target.keys[-1] if target.published else target.label  # the most specific name of the row
     table.notes.append(f"Δ: difference to {name} in percentage points (row minus {name}).")
     if any_test:
+        which = ("MMAD's rule; samples it drops are not pairs" if table.metric == "mmad"
+                 else "a failed or unparsable reply is wrong")
         table.notes.append(
-            "p: McNemar's test on per-sample correctness where both runs scored the same samples "
+            f"p: McNemar's test on per-sample correctness ({which}) where both runs scored the same samples "
             "(exact binomial below 25 discordant pairs, else chi-square with continuity correction); "
             "it compares plain paired accuracy, not the balanced figure."
         )
@@ -297,7 +321,7 @@ def _body(table: Table, repeat_group: bool) -> list[list[str]]:
 
 
 def table_notes(table: Table) -> list[str]:
-    notes = []
+    notes = [metric_note(table.metric)]
     ref = table.reference
     if ref is not None:
         notes.append(f"Published rows: {ref.citation}; printed exactly as published, not run here.")
@@ -322,6 +346,9 @@ def latex_escape(text: str) -> str:
 
 
 def render_table(table: Table, fmt: str = "markdown") -> str:
+    """The table as markdown, csv or latex. The metric of the run rows is the first note
+    (markdown; latex: a `%` comment); csv has no notes, so a last `Metric` column says it
+    per row ("published" for published rows)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     header = _header(table)
@@ -329,8 +356,9 @@ def render_table(table: Table, fmt: str = "markdown") -> str:
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(_body(table, repeat_group=True))
+        w.writerow([*header, "Metric"])
+        for row, cells in zip(table.rows, _body(table, repeat_group=True)):
+            w.writerow([*cells, "published" if row.published else table.metric])
         return buf.getvalue()
     body = _body(table, repeat_group=False)
     n_text = 2 + len(table.layout.descriptors)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from adbench.data.paths import DataError
 from adbench.schema import ANOMALOUS, NORMAL, Query, Record, Response, Sample
 from adbench.scoring import score_records
 
@@ -116,23 +117,26 @@ class QuestionTask:
         return self.categories is None or s.category in self.categories
 
     def samples(self, data_root: Path) -> list[Sample]:
-        out = []
-        for s in self.reader(Path(data_root)):
-            if not self._keep(s):
-                continue
+        out = [s for s in self.reader(Path(data_root)) if self._keep(s)]
+        evaluated = {s.image for s in out}
+        for s in out:
             s.qtype = self.merge_qtypes.get(s.qtype, s.qtype)
-            pool = s.meta.get(f"{self.template}_templates") or s.references
-            s.references = list(pool[: self.shots])
-            out.append(s)
+            templates = s.meta.get(f"{self.template}_templates")
+            if templates:  # MMAD's lists: the first templates that are not themselves asked about
+                s.references = [p for p in templates if p not in evaluated][: self.shots]
+            else:
+                s.references = list(s.references[: self.shots])
+        exclude_evaluated(out, evaluated)
         return out
 
     def calibration_samples(self, data_root: Path, samples: Sequence[Sample]) -> list[Sample]:
         """Normal support images per dataset/category, for thresholds of score-based models."""
+        evaluated = {s.image for s in samples}
         seen: dict[tuple[str, str], list[str]] = {}
         for s in samples:
             seen.setdefault((s.dataset, s.category), [])
             for p in s.support:
-                if p not in seen[(s.dataset, s.category)]:
+                if p not in evaluated and p not in seen[(s.dataset, s.category)]:
                     seen[(s.dataset, s.category)].append(p)
         out = []
         for (ds, cat), pool in sorted(seen.items()):
@@ -238,6 +242,24 @@ class QuestionTask:
             "merge_qtypes": self.merge_qtypes,
             "split": self.split_info,
         }
+
+
+def exclude_evaluated(samples: Sequence[Sample], evaluated: set[str]) -> None:
+    """Take every evaluated image out of the samples' support pools; refuse one shown as a reference.
+
+    Support images are what few-shot models fit on and what calibrated thresholds are
+    set from: an image that is also asked about would be scored against itself. Pools
+    are shared between the samples of a category, so each is filtered once.
+    """
+    cleaned: dict[int, list[str]] = {}
+    for s in samples:
+        pool = s.support
+        if id(pool) not in cleaned:
+            cleaned[id(pool)] = [p for p in pool if p not in evaluated] if evaluated.intersection(pool) else pool
+        s.support = cleaned[id(pool)]
+        shown = evaluated.intersection(s.references)
+        if shown:  # readers draw references from the training side: a reader bug, not a choice to make here
+            raise DataError(f"sample {s.id}: reference image {sorted(shown)[0]} is itself evaluated by this task")
 
 
 def _as_tuple(v: Sequence[str] | str | None) -> tuple[str, ...] | None:

@@ -49,8 +49,8 @@ def synthetic_index(root: Path) -> Path:
                          "Options": {"A": "one", "B": "two", "C": "three", "D": "four"}, "Answer": "C",
                          "type": QTYPES[q % len(QTYPES)]})
         index[key] = {
-            "image_path": key,
-            "mask_path": "" if kind == "good" else f"../ground_truth/{kind}/{i:05d}_mask.png",
+            "image_path": f"test/{kind}/{i:05d}.png",  # MMAD: relative to <dataset>/<category>/
+            "mask_path": None if kind == "good" else f"ground_truth/{kind}/{i:05d}_mask.png",
             "random_templates": [pool[(i + 7 * j) % 50] for j in range(8)],
             "similar_templates": [pool[(3 * i + j) % 50] for j in range(8)],
             "conversation": conv,

@@ -39,16 +39,16 @@ def write_mini_mmad(root: Path, datasets: Sequence[str] = ("DS-A", "DS-B"), cate
                     write_image(root / key, rng)
                     conv = [{"Question": "Is there any defect in the object?", "Options": {"A": "Yes.", "B": "No."},
                              "Answer": "B" if kind == "good" else "A", "type": ANOMALY_DETECTION}]
-                    mask = ""
+                    mask = None  # MMAD: mask_path is relative to <dataset>/<category>/, null when normal
                     if kind != "good":
-                        mask = f"{ds}/{cat}/mask/{kind}/{i:03d}.png"
+                        mask = f"mask/{kind}/{i:03d}.png"
                         m = np.zeros((32, 32), np.uint8)
                         m[4:10, 4:12] = 255
-                        (root / mask).parent.mkdir(parents=True, exist_ok=True)
-                        Image.fromarray(m).save(root / mask)
+                        (root / ds / cat / mask).parent.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(m).save(root / ds / cat / mask)
                         conv.append({"Question": "What is the defect?", "Options": {"A": "crack", "B": "scratch", "C": "hole"},
                                      "Answer": "A", "type": "Defect Classification"})
-                    index[key] = {"image_path": key, "mask_path": mask, "random_templates": templates[:2],
+                    index[key] = {"image_path": f"image/{kind}/{i:03d}.png", "mask_path": mask, "random_templates": templates[:2],
                                   "similar_templates": templates[1:], "conversation": conv}
     (root / "mmad.json").write_text(json.dumps(index, indent=1))
     return root
@@ -86,3 +86,16 @@ def hash_index(s: str, n: int) -> int:
     import hashlib
 
     return int(hashlib.md5(s.encode()).hexdigest(), 16) % n
+
+
+class FilePromptModel(SlowModel):
+    """A model whose prompt is the text of a file (as `-M instruction_file=` gives the MLLM adapters)."""
+
+    name = "file-prompt"
+
+    def __init__(self, instruction_file: str, delay: float = 0.0, seed: int = 0) -> None:
+        super().__init__(delay, seed)
+        self.instruction_file = instruction_file
+
+    def prompt_text(self) -> str:
+        return Path(self.instruction_file).read_text(encoding="utf-8")

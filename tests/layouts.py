@@ -26,14 +26,22 @@ def img(path: Path, value: int = 128, mode: str = "RGB") -> Path:
     return path
 
 
-def mask(path: Path, rects: list[tuple[int, int, int, int]], value: int = 255, mode: str = "L") -> Path:
-    """A mask with filled rectangles given as (x1, y1, x2, y2), pixel-edge coordinates."""
+def mask(path: Path, rects: list[tuple[int, int, int, int]], value: int = 255, mode: str = "L",
+         colour: tuple[int, int, int] | None = None) -> Path:
+    """A mask with filled rectangles given as (x1, y1, x2, y2), pixel-edge coordinates.
+
+    `colour` paints the rectangles in that RGB colour on black (colour-coded masks).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.zeros((SIZE, SIZE), np.uint8)
     for x1, y1, x2, y2 in rects:
         arr[y1:y2, x1:x2] = value
     im = Image.fromarray(arr, "L")
-    if mode != "L":
+    if colour is not None:
+        rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+        rgb[arr > 0] = colour
+        im = Image.fromarray(rgb, "RGB")
+    elif mode != "L":
         im = im.convert(mode)
     im.save(path, format="PNG")
     return path
@@ -215,50 +223,79 @@ def _conv(anomalous: bool, extra: list[str]) -> list[dict]:
     return conv
 
 
+#: MMAD's four datasets as the real `mmad.json` lays them out. Sources (jam-cc/MMAD):
+#: the keys and path fields are those of real entries as MMAD's own scripts read them --
+#: `evaluation/examples/Transformers/internvl_query.py` opens `<MMAD>/<key>`, joins
+#: `mask_path` onto `<MMAD>/<dataset>/<category>/` and templates onto `<MMAD>/`;
+#: `evaluation/examples/SoftPatch/call.py: call_ground_truth` reads a mask whose path
+#: without extension is a folder as all the files in it (MVTec LOCO) and retries a missing
+#: `.jpg` mask as `.png` (GoodsAD); the folder names are those of `dataset/MMAD/*/README.md`.
+#: Real examples: key `DS-MVTec/bottle/image/broken_large/000.png` with image_path
+#: `image/broken_large/000.png`, mask_path `rbg_mask/broken_large/000_rbg_mask.png` and
+#: templates `MVTec-AD/bottle/train/good/001.png`; key `VisA/candle/test/bad/000.JPG` with
+#: mask_path `ground_truth/bad/000.png` and templates `VisA/candle/train/good/0451.JPG`;
+#: `MVTec-LOCO/breakfast_box/test/logical_anomalies/000.png` with
+#: `ground_truth/logical_anomalies/000.png` standing for the folder `.../000/`;
+#: `GoodsAD/drink_bottle/test/surface_damage/057_017.jpg` with a `.jpg` mask_path whose
+#: file is a `.png`. Normal images have `"mask_path": null`.
+MMAD_LAYOUT = {
+    # dataset: (category, image folder pattern under <dataset>/<category>/, defect, mask_path pattern,
+    #           file the mask really is (None: the mask_path itself), template pattern under the MMAD folder)
+    "DS-MVTec": ("bottle", "image/{kind}/{stem}.png", "broken_large", "rbg_mask/{kind}/{stem}_rbg_mask.png",
+                 None, "MVTec-AD/bottle/train/good/{t:03d}.png"),
+    "VisA": ("candle", "test/{kind}/{stem}.JPG", "bad", "ground_truth/{kind}/{stem}.png", None,
+             "VisA/candle/train/good/{t:04d}.JPG"),
+    "MVTec-LOCO": ("breakfast_box", "test/{kind}/{stem}.png", "logical_anomalies", "ground_truth/{kind}/{stem}.png",
+                   "ground_truth/{kind}/{stem}/", "MVTec-LOCO/breakfast_box/train/good/{t:03d}.png"),
+    "GoodsAD": ("drink_bottle", "test/{kind}/{stem}.jpg", "surface_damage", "ground_truth/{kind}/{stem}.jpg",
+                "ground_truth/{kind}/{stem}.png", "GoodsAD/drink_bottle/train/good/{t:03d}.jpg"),
+}
+
+
+def mmad_stem(dataset: str, i: int) -> str:
+    """File stem of the i-th image of a miniature MMAD dataset (GoodsAD names are `<shelf>_<n>`)."""
+    return f"{57 + i:03d}_017" if dataset == "GoodsAD" else f"{i:03d}"
+
+
 def write_mmad(root: Path, per_category: int = 5) -> Path:
-    """MMAD: mmad.json over DS-MVTec, VisA, MVTec-LOCO and GoodsAD, images beside it.
+    """MMAD: mmad.json over DS-MVTec, VisA, MVTec-LOCO and GoodsAD, images beside it (MMAD_LAYOUT).
 
     Each dataset has one category with `per_category` good and `per_category` anomalous
-    images. Normal images get the Anomaly Detection question and Object Classification;
-    anomalous ones also Defect Classification, Object Structure and Object Details.
-    Mask paths use MMAD's convention (relative to the key's first three components,
-    with '..') for DS-MVTec and VisA, root-relative for GoodsAD, and a LOCO mask
-    folder (two files) for MVTec-LOCO. Templates live in MVTec-AD/ and the datasets'
-    train/good folders.
+    images; anomalous image i has one mask rectangle (4 + i, 4, 14 + i, 12) (MVTec-LOCO: a
+    folder with that rectangle in 000.png and (40, 40, 50, 50) in 001.png; DS-MVTec: a red
+    RGB mask; VisA: class id 1). Normal images get the Anomaly Detection question and Object
+    Classification; anomalous ones also Defect Classification, Object Structure and Object
+    Details. Three templates per dataset; image i lists templates (i, i+1) % 3 as random and
+    (i + 2) % 3 as similar.
     """
     d = root / "MMAD"
-    layouts = {
-        "DS-MVTec": ("bottle", "image/{kind}/{i:03d}.png", "../rbg_mask/{kind}/{i:03d}_rbg_mask.png",
-                     "MVTec-AD/bottle/train/good/{i:03d}.png", "broken_large"),
-        "VisA": ("candle", "test/{kind}/{i:03d}.JPG", "../ground_truth/{kind}/{i:03d}.png",
-                 "VisA/candle/train/good/{i:03d}.JPG", "bad"),
-        "MVTec-LOCO": ("juice_bottle", "test/{kind}/{i:03d}.png",
-                       "../ground_truth/{kind}/{i:03d}/000.png",
-                       "MVTec-LOCO/juice_bottle/train/good/{i:03d}.png", "logical_anomalies"),
-        "GoodsAD": ("drink_can", "test/{kind}/{i:03d}.jpg", "GoodsAD/drink_can/ground_truth/{kind}/{i:03d}.png",
-                    "GoodsAD/drink_can/train/good/{i:03d}.jpg", "dent"),
-    }
     index = {}
-    for ds, (cat, image_t, mask_t, tmpl_t, defect) in layouts.items():
-        templates = [tmpl_t.format(i=i) for i in range(3)]
-        for i, t in enumerate(templates):
-            img(d / t, 200 + i)
+    for ds, (cat, image_t, defect, mask_t, mask_file_t, tmpl_t) in MMAD_LAYOUT.items():
+        templates = [tmpl_t.format(t=t) for t in range(3)]
+        for t, rel in enumerate(templates):
+            img(d / rel, 200 + t)
         for kind in ("good", defect):
             for i in range(per_category):
-                key = f"{ds}/{cat}/" + image_t.format(kind=kind, i=i)
+                stem = mmad_stem(ds, i)
+                image_path = image_t.format(kind=kind, stem=stem)
+                key = f"{ds}/{cat}/{image_path}"
                 img(d / key, i + (0 if kind == "good" else 100))
-                mask_rel = ""
+                mask_path = None
                 if kind != "good":
-                    mask_rel = mask_t.format(kind=kind, i=i)
-                    base = d / (mask_rel if mask_rel.startswith(ds) else f"{ds}/{cat}/{image_t.split('/')[0]}/"
-                                + mask_rel)
-                    mask(base.resolve(), [(4 + i, 4, 14 + i, 12)])
-                    if ds == "MVTec-LOCO":
-                        mask(base.resolve().parent / "001.png", [(40, 40, 50, 50)])
+                    mask_path = mask_t.format(kind=kind, stem=stem)
+                    rect = [(4 + i, 4, 14 + i, 12)]
+                    where = d / ds / cat / (mask_file_t or mask_t).format(kind=kind, stem=stem)
+                    if ds == "MVTec-LOCO":  # one file per annotated region
+                        mask(where / "000.png", rect)
+                        mask(where / "001.png", [(40, 40, 50, 50)])
+                    elif ds == "DS-MVTec":  # Defect Spectrum's colour masks
+                        mask(where, rect, value=255, mode="RGB", colour=(255, 0, 0))
+                    else:
+                        mask(where, rect, value=1 if ds == "VisA" else 255)
                 extra = ["Object Classification"]
                 if kind != "good":
                     extra = ["Defect Classification", "Object Structure", "Object Details"]
-                index[key] = {"image_path": key, "mask_path": mask_rel,
+                index[key] = {"image_path": image_path, "mask_path": mask_path,
                               "random_templates": [templates[(i + j) % 3] for j in range(2)],
                               "similar_templates": [templates[(i + 2) % 3]],
                               "conversation": _conv(kind != "good", extra)}

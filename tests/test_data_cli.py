@@ -38,7 +38,7 @@ def test_check_lists_every_dataset_with_counts(data, capsys):
     assert f"{data / 'MMAD'}  (40 images, 120 questions)" in out
     assert f"{data / 'DAGM'}  (11 images)" in out
     rows = {tuple(ln.split()[:2]): ln.split()[2:] for ln in lines if ln.startswith("    ") and len(ln.split()) == 4}
-    assert rows[("MVTec-LOCO", "juice_bottle")] == ["5", "5"]  # MMAD's LOCO part
+    assert rows[("GoodsAD", "drink_bottle")] == ["5", "5"]  # MMAD's GoodsAD part
     assert rows[("MVTec-AD", "bottle")] == ["5", "2"]  # 3 train + 2 test good; 2 defective
     assert rows[("DAGM", "Class1")] == ["5", "2"]
     assert "missing" not in out and "unknown" not in out
@@ -47,15 +47,21 @@ def test_check_lists_every_dataset_with_counts(data, capsys):
 def test_check_reports_problems_with_paths_and_exit_status(data, capsys):
     mmad = data / "MMAD"
     (mmad / "VisA/candle/test/good/003.JPG").unlink()
-    (mmad / "GoodsAD/drink_can/train/good/001.jpg").write_bytes(b"\x89PNG broken")  # a template
+    (mmad / "GoodsAD/drink_bottle/train/good/001.jpg").write_bytes(b"\x89PNG broken")  # a template
     (mmad / "DS-MVTec/bottle/rbg_mask/broken_large/004_rbg_mask.png").unlink()
+    for f in (mmad / "MVTec-LOCO/breakfast_box/ground_truth/logical_anomalies/002").iterdir():
+        f.unlink()  # an empty LOCO mask folder
     (data / "MPDD/bracket_black/ground_truth/hole/000_mask.png").unlink()
     (data / "MPDD/stray").mkdir()
     rc, out, _ = check(capsys, "--data-root", str(data), "--datasets", "MMAD", "MPDD")
     assert rc == 0  # problems are listed; both datasets are still usable
     assert f"missing image: 1\n      {mmad / 'VisA/candle/test/good/003.JPG'}\n" in out
-    assert f"unreadable image: 1\n      {mmad / 'GoodsAD/drink_can/train/good/001.jpg'}" in out
-    assert f"{mmad / 'DS-MVTec/bottle/rbg_mask/broken_large/004_rbg_mask.png'}  (mask of " in out
+    assert f"unreadable image: 1\n      {mmad / 'GoodsAD/drink_bottle/train/good/001.jpg'}" in out
+    # masks: named with the mmad.json entry they belong to
+    assert (f"{mmad / 'DS-MVTec/bottle/rbg_mask/broken_large/004_rbg_mask.png'}  "
+            "(mask of DS-MVTec/bottle/image/broken_large/004.png)") in out
+    assert (f"{mmad / 'MVTec-LOCO/breakfast_box/ground_truth/logical_anomalies/002'}  (mask folder of "
+            "MVTec-LOCO/breakfast_box/test/logical_anomalies/002.png holds no mask images)") in out
     assert f"missing mask: 1\n      {data / 'MPDD/bracket_black/test/hole/000.png'}" in out
     assert f"unknown folder: 1\n      {data / 'MPDD/stray'}" in out
     assert "MVTec-AD" not in out  # only what was asked for

@@ -135,3 +135,28 @@ def test_sft_rows_complete_the_prompt_with_the_ideal_reply(recipe, training):
         assert parsed.clean and parsed.decision == row["gold"]
         want = [Box(*[float(round(v)) for v in b]) for b in row["gt_boxes"]]
         assert [b.as_tuple() for b in parsed.boxes] == [b.as_tuple() for b in want]
+
+
+def test_images_resized_to_the_model_input_keep_every_engine_in_the_recipes_frame(recipe, training, tmp_path):
+    """With an image_dir, rows point at PNGs of exactly the model-input size (what a vLLM server would
+    otherwise resize with the checkpoint's own budget); the processor leaves them as they are."""
+    from transformers import AutoProcessor
+
+    from adbench.models.qwen_frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+    ds = build_grpo_dataset(recipe, training, tmp_path / "model-input-images")
+    files = sorted((tmp_path / "model-input-images").iterdir())
+    assert files and all(f.suffix == ".png" and f.name.endswith("-112x112.png") for f in files)
+    for row in ds:
+        assert [im.size for im in row["images"]] == [tuple(row["input_size"])] * 2
+        assert all(im.filename.startswith(str(tmp_path)) for im in row["images"])
+    # the frame is the same under the recipe's budget and under the checkpoint's default one
+    lo, hi = frame_budget(recipe)
+    assert model_input_size((112, 112), lo, hi) == model_input_size((112, 112), DEFAULT_MIN_PIXELS,
+                                                                     DEFAULT_MAX_PIXELS) == (112, 112)
+    plain = AutoProcessor.from_pretrained(tiny_assets().base).image_processor
+    row = ds[0]
+    assert plain(images=[row["images"][1]], return_tensors="pt")["image_grid_thw"][0].tolist() == [1, 8, 8]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    build_grpo_dataset(recipe, training, tmp_path / "model-input-images")  # a resume writes nothing again
+    assert [f.stat().st_mtime_ns for f in files] == stamps

@@ -159,23 +159,79 @@ def test_mmad_index_all_four_datasets(tmp_path):
     s = by_id(samples)
     bad = s["DS-MVTec/bottle/image/broken_large/003.png#0"]
     assert (bad.label, bad.defect, bad.category) == (ANOMALOUS, "broken_large", "bottle")
-    # MMAD's mask convention: relative to the key's first three components, climbing with '..'
+    # the image is read at <MMAD>/<key>; image_path ("image/broken_large/003.png") is not a root path
+    assert rel(d, bad.image) == "DS-MVTec/bottle/image/broken_large/003.png"
+    # mask_path is relative to <MMAD>/<dataset>/<category>/
     assert rel(d, bad.mask) == "DS-MVTec/bottle/rbg_mask/broken_large/003_rbg_mask.png"
     assert rel(d, s["VisA/candle/test/bad/001.JPG#0"].mask) == "VisA/candle/ground_truth/bad/001.png"
-    assert rel(d, s["GoodsAD/drink_can/test/dent/002.jpg#0"].mask) == "GoodsAD/drink_can/ground_truth/dent/002.png"
-    # LOCO: the mask folder stands for all of its files
-    assert rel(d, s["MVTec-LOCO/juice_bottle/test/logical_anomalies/000.png#0"].mask) == \
-        "MVTec-LOCO/juice_bottle/ground_truth/logical_anomalies/000"
+    # GoodsAD: the index names a .jpg mask, the file is the .png beside it
+    assert rel(d, s["GoodsAD/drink_bottle/test/surface_damage/059_017.jpg#0"].mask) == \
+        "GoodsAD/drink_bottle/ground_truth/surface_damage/059_017.png"
+    # LOCO: ground_truth/logical_anomalies/000.png stands for the folder 000/ and all its files
+    assert rel(d, s["MVTec-LOCO/breakfast_box/test/logical_anomalies/000.png#0"].mask) == \
+        "MVTec-LOCO/breakfast_box/ground_truth/logical_anomalies/000"
+    normal = s["GoodsAD/drink_bottle/test/good/057_017.jpg#0"]
+    assert (normal.label, normal.defect, normal.mask) == (NORMAL, "good", None)
+    # templates are relative to the MMAD folder
     assert [rel(d, p) for p in bad.references] == ["MVTec-AD/bottle/train/good/000.png",
                                                    "MVTec-AD/bottle/train/good/001.png"]
     assert [rel(d, p) for p in bad.meta["similar_templates"]] == ["MVTec-AD/bottle/train/good/002.png"]
+    assert rel(d, s["VisA/candle/test/good/000.JPG#0"].references[0]) == "VisA/candle/train/good/0000.JPG"
     assert {x.qtype for x in samples} == {"Anomaly Detection", "Object Classification", "Defect Classification",
                                           "Object Structure", "Object Details"}
+    # every file the index names is where the reader says: images, templates and masks
+    assert all(Path(x.image).is_file() for x in samples)
+    assert all(Path(p).is_file() for x in samples for p in x.references + x.meta["similar_templates"])
+    anomalous = [x for x in samples if x.label == ANOMALOUS]
+    assert len(anomalous) == 4 * 5 * 4 and all(Path(x.mask).exists() for x in anomalous)
+
+
+def test_mmad_label_is_good_in_the_key_and_image_path_is_never_opened(tmp_path):
+    d = L.write_mmad(tmp_path, per_category=1)
+    index = json.loads((d / "mmad.json").read_text())
+    key = "VisA/candle/test/bad/000.JPG"
+    index[key]["image_path"] = "no/such/file.JPG"  # MMAD's scripts never open it; neither does adbench
+    index[key]["annotation"] = True  # fields the reader does not know are ignored
+    (d / "mmad.json").write_text(json.dumps(index))
+    s = by_id(read_mmad(d))
+    assert rel(d, s[key + "#0"].image) == key
+    # MMAD's summary: 'good' anywhere in the key means normal, whatever the folder depth
+    assert s["VisA/candle/test/good/000.JPG#0"].label == NORMAL and s[key + "#0"].label == ANOMALOUS
+
+
+def test_mmad_mask_lookup_rules(tmp_path):
+    d = L.write_mmad(tmp_path, per_category=2)
+    index = json.loads((d / "mmad.json").read_text())
+    goods = "GoodsAD/drink_bottle/test/surface_damage/{}.jpg"
+    # a .jpg mask that exists is used as named; one with neither .jpg nor .png keeps its name
+    L.mask(d / "GoodsAD/drink_bottle/ground_truth/surface_damage/057_017.jpg", [(1, 1, 5, 5)])
+    (d / "GoodsAD/drink_bottle/ground_truth/surface_damage/058_017.png").unlink()
+    # a '..' that stays inside the data root is folded away
+    visa = "VisA/candle/test/bad/001.JPG"
+    index[visa]["mask_path"] = "../candle/ground_truth/bad/001.png"
+    (d / "mmad.json").write_text(json.dumps(index))
+    s = by_id(read_mmad(d))
+    assert rel(d, s[goods.format("057_017") + "#0"].mask) == \
+        "GoodsAD/drink_bottle/ground_truth/surface_damage/057_017.jpg"
+    assert rel(d, s[goods.format("058_017") + "#0"].mask) == \
+        "GoodsAD/drink_bottle/ground_truth/surface_damage/058_017.jpg"
+    assert rel(d, s[visa + "#0"].mask) == "VisA/candle/ground_truth/bad/001.png"
+
+
+def test_mmad_loco_mask_folder_is_the_or_of_its_files(tmp_path):
+    from adbench.data.pseudo_boxes import BoxCache, BoxParams, mask_files
+
+    d = L.write_mmad(tmp_path, per_category=1)
+    loco = by_id(read_mmad(d))["MVTec-LOCO/breakfast_box/test/logical_anomalies/000.png#0"]
+    assert [p.name for p in mask_files(loco.mask)] == ["000.png", "001.png"]
+    boxes = BoxCache(None, BoxParams(kernel=1, min_area=1)).boxes(loco.mask)
+    assert [b.as_tuple() for b in boxes] == [(4, 4, 14, 12), (40, 40, 50, 50)]
 
 
 @pytest.mark.parametrize("field,bad", [
-    ("key", "../outside/x/y.png"), ("key", "/abs/x/y.png"), ("image_path", "../../etc/passwd"),
+    ("key", "../outside/x/y.png"), ("key", "/abs/x/y.png"), ("mask_path", "/etc/shadow"),
     ("mask_path", "../../../../etc/shadow"), ("similar_templates", ["/etc/hosts"]),
+    ("random_templates", ["../../x.png"]),
 ])
 def test_mmad_paths_escaping_the_root_are_rejected_naming_them(tmp_path, field, bad):
     d = L.write_mmad(tmp_path, per_category=1)
@@ -188,4 +244,34 @@ def test_mmad_paths_escaping_the_root_are_rejected_naming_them(tmp_path, field, 
     (d / "mmad.json").write_text(json.dumps(index))
     shown = bad if isinstance(bad, str) else bad[0]
     with pytest.raises(DataError, match=f"mmad.json: entry .*{shown.replace('.', '[.]')}"):
+        read_mmad(d)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda q: q.update(Question=3), "question 0: field.s. Question must be text"),
+    (lambda q: q.update(type=["Anomaly Detection"]), "question 0: field.s. type must be text"),
+    (lambda q: q.update(Answer=1), "question 0: field.s. Answer must be text"),
+    (lambda q: q["Options"].update(A=1), "question 0: option.s. A must be text"),
+])
+def test_mmad_fields_of_the_wrong_type_are_errors_naming_the_entry(tmp_path, edit, message):
+    d = L.write_mmad(tmp_path, per_category=1)
+    index = json.loads((d / "mmad.json").read_text())
+    key = "VisA/candle/test/bad/000.JPG"
+    edit(index[key]["conversation"][0])
+    (d / "mmad.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match=f"mmad.json: entry '{key}' {message}"):
+        read_mmad(d)
+
+
+def test_mmad_duplicate_keys_are_errors_not_last_wins(tmp_path):
+    d = L.write_mmad(tmp_path, per_category=1)
+    text = (d / "mmad.json").read_text()
+    key = '"VisA/candle/test/bad/000.JPG": {'
+    dup = text.replace(key, key.replace("{", '{"mask_path": null, "mask_path": "x.png", ', 1), 1)
+    (d / "mmad.json").write_text(dup)
+    with pytest.raises(DataError, match="mmad.json: the key 'mask_path' appears twice in one object"):
+        read_mmad(d)
+    entry = text[text.index(key):].split("\n }", 1)[0]  # the whole first VisA entry, repeated
+    (d / "mmad.json").write_text(text.replace(key, entry + "\n }, " + key, 1))
+    with pytest.raises(DataError, match="the key 'VisA/candle/test/bad/000.JPG' appears twice"):
         read_mmad(d)

@@ -55,7 +55,7 @@ def test_mmad_shots_templates_and_narrowing(data):
     similar = registry.make_task("mmad-binary", template="similar").samples(data)
     assert all(s.references == s.meta["similar_templates"][:1] for s in similar)
     first = next(s for s in similar if s.id == "VisA/candle/test/bad/002.JPG#0")
-    assert rel(data / "MMAD", first.references[0]) == "VisA/candle/train/good/001.JPG"  # (i + 2) % 3
+    assert rel(data / "MMAD", first.references[0]) == "VisA/candle/train/good/0001.JPG"  # (i + 2) % 3
     visa = registry.make_task("mmad-binary", datasets="VisA").samples(data)
     assert len(visa) == 8 and {s.dataset for s in visa} == {"VisA"}
     with pytest.raises(DataError, match="-T datasets: MVTec not in the data; present: DS-MVTec, GoodsAD"):
@@ -86,11 +86,26 @@ def test_mmad_run_records_split_hash_and_gt_boxes(data, tmp_path):
         if r["label"] == 0:
             assert r["gt_boxes"] == []
             continue
-        i = int(rid.split("#")[0].rsplit("/", 1)[1][:3])
+        stem = rid.split("#")[0].rsplit("/", 1)[1]
+        i = int(stem[:3]) - (57 if r["dataset"] == "GoodsAD" else 0)  # L.mmad_stem
         want = [[4 + i, 4, 14 + i, 12]] + ([[40, 40, 50, 50]] if r["dataset"] == "MVTec-LOCO" else [])
         assert [b["bbox"] for b in r["gt_boxes"]] == want, rid
         assert {b["label"] for b in r["gt_boxes"]} == {r["defect"]}
     assert list((data / ".adbench-cache/boxes").rglob("*.json"))
+
+
+@pytest.mark.parametrize("task", ["mmad-binary", "mmad-multitask", "mmad"])
+def test_mmad_runs_find_every_image_and_mask_of_the_real_layout(data, tmp_path, task):
+    """MMAD's real path convention (tests/layouts.py: MMAD_LAYOUT): no sample fails, every mask is paired."""
+    o = run(RunSpec(model="chance", task=task, data_root=data, out=tmp_path / "runs", task_args={"split": "all"},
+                    progress=False))
+    recs = [json.loads(x) for x in (o.run_dir / "samples.jsonl").read_text().splitlines()]
+    # 4 datasets x (5 good + 5 anomalous images); 2 questions per good image, 4 per anomalous one
+    want = {"mmad-binary": 40, "mmad-multitask": 4 * (5 + 5 * 3), "mmad": 4 * (5 * 2 + 5 * 4)}[task]
+    assert len(recs) == o.results["counts"]["n"] == want
+    assert [r["error"] for r in recs if r["error"]] == [] and o.results["counts"]["n_failed"] == 0
+    anomalous = [r for r in recs if r["label"] == 1]
+    assert anomalous and all(r["gt_boxes"] and "gt_boxes_error" not in r["meta"] for r in anomalous)
 
 
 def test_cross_tasks_test_split_and_deterministic_reference(data):

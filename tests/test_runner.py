@@ -19,6 +19,7 @@ from tests.helpers import write_mini_mmad
 
 ROOT = Path(__file__).resolve().parent.parent
 registry.register_model("slow", "tests.helpers:SlowModel", "test model")
+registry.register_model("file-prompt", "tests.helpers:FilePromptModel", "test model")
 registry.register_task("mini-binary", "tests.helpers:mini_binary_task", "test task")
 registry.register_task("mini-all", "tests.helpers:mini_all_task", "test task")
 
@@ -73,6 +74,20 @@ def test_same_command_resumes_and_skips_finished(suite, tmp_path):
     assert len(lines(first.run_dir)) == 10
     assert again.results["metrics"] == first.results["metrics"]
     assert len(json.loads((first.run_dir / "config.json").read_text())["sessions"]) == 2
+
+
+def test_resuming_a_run_whose_prompt_text_changed_is_refused(suite, tmp_path):
+    """An instruction file edited in place keeps the run id; its replies must not join the old ones."""
+    from adbench.runner import RunError
+
+    prompt = tmp_path / "instruction.txt"
+    prompt.write_text("Answer with a letter.\n", encoding="utf-8")
+    first = run(spec(suite, tmp_path / "runs", model="file-prompt", limit=4,
+                     model_args={"instruction_file": str(prompt)}))
+    prompt.write_text("Answer with a letter, please.\n", encoding="utf-8")
+    with pytest.raises(RunError, match="holds a run with a different prompt_hash .*choose another --run-id"):
+        run(spec(suite, tmp_path / "runs", model="file-prompt", limit=4, model_args={"instruction_file": str(prompt)}))
+    assert len(lines(first.run_dir)) == 4  # nothing was added
 
 
 def test_partial_last_line_is_cut_and_redone(suite, tmp_path):
@@ -210,7 +225,8 @@ def test_cli_run_score_and_leaderboard(suite, tmp_path, capsys):
     assert "| Model" in table and "DS-A" in table and "Avg." in table and f"{avg:.2f}" in table
     assert main(["leaderboard", str(run_dir), "--format", "csv"]) == 0
     csv_text = capsys.readouterr().out
-    assert csv_text.splitlines()[0] == "Model,DS-A,DS-B,Avg."
+    assert csv_text.splitlines()[0] == "Model,DS-A,DS-B,Avg.,Metric"
+    assert csv_text.splitlines()[1].endswith(",strict")  # csv has no notes: the metric is a column
     assert main(["leaderboard", str(run_dir), "--format", "latex"]) == 0
     assert "\\toprule" in capsys.readouterr().out
 

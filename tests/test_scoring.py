@@ -5,10 +5,13 @@ from adbench.scoring import record_correctness, score_records
 
 
 def rec(i, ds, qtype, label, correct, *, cat="c", error=None, status=PARSED, score=None, role="eval", answer="A"):
+    # the reply text agrees with `correct` (gold is A): "A" when right, "B" when wrong, "Maybe." when unparsed
+    text = None if (error or score is not None) else "Maybe." if status == UNPARSED else "A" if correct else "B"
     return Record(id=f"{ds}-{i}", dataset=ds, category=cat, qtype=qtype, label=label, gold="A", image=f"{i}.png",
-                  text=None, answer=None if (error or status == UNPARSED or score is not None) else answer,
+                  text=text, answer=None if (error or status == UNPARSED or score is not None) else answer,
                   score=score, correct=None if score is not None else correct, error=error,
-                  parse_status=status if score is None else "n/a", role=role)
+                  parse_status=status if score is None else "n/a", role=role,
+                  options={} if score is not None else {"A": "Yes.", "B": "No."})
 
 
 AD, DC = "Anomaly Detection", "Defect Classification"
@@ -29,8 +32,12 @@ def test_mmad_balanced_accuracy_and_average_by_hand():
     assert m["X"]["qtypes"][DC]["accuracy"] == pytest.approx(0.5)
     assert m["X"]["accuracy"] == pytest.approx(0.625)
     assert m["Y"]["accuracy"] == pytest.approx(0.5)
-    # MMAD's own convention drops the failed and unparsed replies: Y has only the normal left -> 1.0
+    # MMAD's rule drops only the failed request; the unparsed "Maybe." gets difflib's closest option:
+    # "Yes." (common "e." -> ratio 2*2/10 = 0.4) beats "No." (common "." -> 2/9), so A = gold: right.
+    # Y under MMAD: normal 1/1, anomalous 1/1 -> 1.0 ; X agrees with the strict figures.
     assert m["Y"]["accuracy_mmad"] == pytest.approx(1.0)
+    assert m["Y"]["qtypes_mmad"][AD] == {"accuracy_mmad": 1.0, "n_kept": 2, "n_dropped": 1}
+    assert m["X"]["accuracy_mmad"] == pytest.approx(0.625)
     assert m["average"]["accuracy"] == pytest.approx((0.625 + 0.5) / 2)
     assert m["average"]["qtypes"][AD]["accuracy"] == pytest.approx((0.75 + 0.5) / 2)
     assert out["counts"] == {"n": 9, "n_failed": 1, "n_unparsed": 1}

@@ -148,8 +148,11 @@ def test_reference_numbers_survive_csv_and_latex(fmt, capsys):
         parsed = _parse(capsys.readouterr().out, fmt)
         _, paper_rows = _paper_rows(block)
         n_values = len(paper_rows[0]) - (2 if name == "table4" else 3)
-        got = [r for r in parsed[1:] if r[-1].startswith("published")]
-        assert [r[-1 - n_values:-1] for r in got] == [p[-n_values:] for p in paper_rows]
+        src = parsed[0].index("Source")  # csv ends with a Metric column
+        got = [r for r in parsed[1:] if r[src].startswith("published")]
+        assert [r[src - n_values:src] for r in got] == [p[-n_values:] for p in paper_rows]
+        if fmt == "csv":
+            assert parsed[0][-1] == "Metric" and {r[-1] for r in got} == {"published"}
 
 
 def test_transcription_matches_the_paper_text():
@@ -285,6 +288,52 @@ def test_score_model_rule_rows_map_cross_dataset_names_into_table2(runs, capsys)
             assert float(row[col]) == pytest.approx(100 * acc[ds], abs=0.006), (label, col)
         assert float(row["Avg."]) == pytest.approx(100 * np.mean([acc[d] for d in CROSS_NAMES.values()]), abs=0.006)
     assert "Youden's J on the evaluated set itself" in out
+
+
+def test_metric_mmad_pools_object_questions_and_intervals_reproduce_it(runs, capsys):
+    """chance replies one option letter, so MMAD's verdict is the strict one and nothing is dropped;
+    the dataset figure still differs: MMAD averages Object Analysis (Structure + Details pooled)
+    as one type, the strict figure averages the two types separately."""
+    by = defaultdict(list)
+    for r in _records(runs["chance"]):
+        by[(r["dataset"], r["qtype"])].append(r)
+
+    def acc(rs):
+        return sum(bool(r["correct"]) for r in rs) / len(rs)
+
+    expected = {}
+    for ds in MMAD_NAMES.values():
+        ad = by[(ds, "Anomaly Detection")]
+        cells = [(acc([r for r in ad if r["label"] == 0]) + acc([r for r in ad if r["label"] == 1])) / 2,
+                 acc(by[(ds, "Defect Classification")]), acc(by[(ds, "Object Classification")]),
+                 acc(by[(ds, "Object Structure")] + by[(ds, "Object Details")])]
+        expected[ds] = float(np.mean(cells))
+    assert main(["leaderboard", "--layout", "datasets", str(runs["chance"]), "--metric", "mmad", "--ci",
+                 "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "differs from its samples" not in out
+    row = _row(out, "chance")
+    for ds, v in expected.items():
+        assert float(row[ds].split()[0]) == pytest.approx(100 * v, abs=0.006), ds
+    strict = json.loads((runs["chance"] / "results.json").read_text())["metrics"]["VisA"]["accuracy"]
+    assert abs(strict - expected["VisA"]) > 1e-6  # the pooling shows
+    for layout in ("table1", "table3", "mmad"):  # every layout reproduces its MMAD figures from the samples
+        assert main(["leaderboard", "--layout", layout, str(runs["chance"]), "--metric", "mmad", "--ci",
+                     "--resamples", "100"]) == 0
+        out = capsys.readouterr().out
+        assert "differs from its samples" not in out and "Metric: MMAD's rule" in out
+
+
+def test_metric_mmad_for_a_score_based_model(runs, capsys):
+    res = json.loads((runs["scorer"] / "results.json").read_text())
+    assert main(["leaderboard", "--layout", "table2", str(runs["scorer"]), "--metric", "mmad", "--ci",
+                 "--resamples", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "differs from its samples" not in out
+    for rule, label in (("youden", "mean-scorer*"), ("calibrated", "mean-scorer (calib.)")):
+        acc = res["rules"][rule]["accuracy_mmad"]
+        for col, ds in CROSS_NAMES.items():
+            assert float(_row(out, label)[col].split()[0]) == pytest.approx(100 * acc[ds], abs=0.006), (label, col)
 
 
 def test_bootstrap_intervals_for_every_run_figure(runs, capsys):

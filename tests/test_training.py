@@ -183,16 +183,34 @@ def test_paper_recipes_give_the_papers_grpo_config(name, tmp_path):
 
 
 def test_vllm_switch(tmp_path, monkeypatch):
-    from adbench.training import trainer
+    from adbench.training import config, trainer
 
     recipe = load_recipe("tiny", ["vllm.enabled=true"])
-    monkeypatch.setattr(trainer, "vllm_available", lambda: False)
+    monkeypatch.setattr(config, "vllm_available", lambda: False)
     with pytest.raises(trainer.TrainingError, match="vllm is not installed"):
         trainer.grpo_config(recipe, tmp_path)
-    monkeypatch.setattr(trainer, "vllm_available", lambda: True)
+    monkeypatch.setattr(config, "vllm_available", lambda: True)
     recipe = load_recipe("tiny", ["vllm.enabled=auto", "vllm.mode=server"])
     assert trainer.use_vllm(recipe) is True
+    assert config.grpo_kwargs(recipe)["vllm_mode"] == "server"
     assert trainer.use_vllm(load_recipe("tiny", ["vllm.enabled=false"])) is False
+
+
+def test_print_config_matches_the_trained_runs_trl_config(trained):
+    """The printed GRPOConfig arguments give the very config the tiny run recorded (GRPOConfig.to_dict())."""
+    from trl import GRPOConfig
+
+    from adbench.training.config import describe
+    from adbench.training.trainer import json_safe
+
+    overrides = [f"grpo.max_steps={FIRST_STEPS}"]
+    printed = describe(load_recipe("tiny", overrides), trained.out, overrides, progress=False)
+    recorded = dict(trained.metadata["trl_config"])
+    # GRPOTrainer itself turns this on for a vision-language model (grpo_trainer.py: DDP and unused vision weights)
+    assert recorded.pop("ddp_find_unused_parameters") is True
+    rebuilt = json_safe(GRPOConfig(**printed["grpo_config_kwargs"]).to_dict())
+    assert rebuilt.pop("ddp_find_unused_parameters") is None
+    assert rebuilt == recorded
 
 
 def test_list_recipes(capsys):

@@ -4,7 +4,9 @@ For each dataset of the catalog found under the data root, the reader runs and t
 every image it names (query images and, for MMAD, the template images) is checked:
 missing files and files Pillow cannot read are listed with their paths, as are
 anomalous images whose mask is missing and whatever the reader could not place
-(unknown folders and files). A requested dataset is *unusable* when its folder is
+(unknown folders and files). Without `--fast` every mask is opened too: one that cannot
+be read, that differs in size from its image, or that has no defect region is listed
+(its boxes go to the box cache on the way, as `adbench data boxes` would put them). A requested dataset is *unusable* when its folder is
 absent, its reader fails (a malformed index), or none of its images can be read.
 """
 
@@ -18,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adbench.data.catalog import DATASETS, dataset_dir, spec
-from adbench.data.layout import Problem, natural_key
+from adbench.data.layout import Problem, is_image, natural_key
 from adbench.data.paths import DataError
+from adbench.data.pseudo_boxes import BoxCache, BoxParams, default_cache_dir, mask_boxes
 from adbench.images import ImageError, check_image
 from adbench.schema import ANOMALOUS, Sample
 
@@ -48,20 +51,23 @@ def _image_problem(path: str, verify: bool) -> Problem | None:
     try:
         check_image(path)
     except ImageError as e:
-        kind = "missing image" if "not found" in str(e) else "unreadable image"
-        return Problem(kind, path, "" if kind == "missing image" else str(e).split(": ", 1)[-1])
+        if not os.path.exists(path):
+            return Problem("missing image", path)
+        return Problem("unreadable image", path, e.reason)
     return None
 
 
 def _mask_problem(s: Sample) -> Problem | None:
     if s.label != ANOMALOUS:
         return None
+    entry = s.meta.get("key") or s.image  # an index entry (MMAD) or the image file
     if not s.mask:
-        return Problem("missing mask", s.image, "no mask given for an anomalous image")
+        return Problem("missing mask", s.image, f"no mask given for anomalous image {entry}")
     p = Path(s.mask)
     if p.is_dir():
-        return None if any(p.iterdir()) else Problem("missing mask", str(p), "empty mask folder")
-    return None if p.is_file() else Problem("missing mask", str(p), f"mask of {s.image}")
+        has_masks = any(is_image(n) for n in os.listdir(p))
+        return None if has_masks else Problem("missing mask", str(p), f"mask folder of {entry} holds no mask images")
+    return None if p.is_file() else Problem("missing mask", str(p), f"mask of {entry}")
 
 
 def check_dataset(data_root: Path, name: str, *, root: Path | None = None, verify: bool = True,
@@ -94,9 +100,18 @@ def check_dataset(data_root: Path, name: str, *, root: Path | None = None, verif
         found = list(pool.map(lambda p: _image_problem(p, verify), paths))
     report.problems += [p for p in found if p is not None]
     reported = {p.path for p in scan.problems if p.kind == "missing mask"}  # the reader saw those already
-    report.problems += [p for s in images.values() if s.image not in reported
-                        and (p := _mask_problem(s)) is not None]
+    missing_masks = [p for s in images.values() if s.image not in reported and (p := _mask_problem(s)) is not None]
+    report.problems += missing_masks
     bad = {p.path for p in found if p is not None}
+    if verify:  # open every present mask: unreadable, of another size than its image, or empty
+        skip = {p.path for p in missing_masks}
+        masked = [s for s in images.values() if s.label == ANOMALOUS and s.mask and s.mask not in skip
+                  and s.image not in bad and s.image not in reported]
+        cache = BoxCache(default_cache_dir(data_root), BoxParams())
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            findings = list(pool.map(lambda s: mask_boxes(s, cache)[1], masked))
+        report.problems += [Problem(f[0], s.mask or "", f"{f[1]}; entry {s.meta.get('key') or s.image}")
+                            for s, f in zip(masked, findings) if f]
     if not images:
         report.status, report.error = UNUSABLE, "no images found"
     elif all(i in bad for i in images):

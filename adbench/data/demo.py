@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-DEMO_VERSION = 1  # bump whenever the generated files change
+DEMO_VERSION = 2  # bump whenever the generated files change (2: MMAD's real path fields)
 MARKER_NAME = ".adbench-demo.json"
 INDEX_NAME = "mmad.json"
 
@@ -459,9 +459,9 @@ def _category_entries(out: Path, cat: Category, seed: int) -> Iterator[tuple[str
         random_pick = rng.choice(N_TEMPLATES, size=N_TEMPLATES_SHOWN, replace=False)
         yield (
             rel,
-            {
-                "image_path": rel,
-                "mask_path": mask_rel,
+            {  # MMAD's fields: image_path and mask_path relative to <dataset>/<category>/
+                "image_path": rel[len(root) + 1:],
+                "mask_path": mask_rel[len(root) + 1:] if mask_rel else None,
                 "similar_templates": [templates[j][0] for j in similar],
                 "random_templates": [templates[int(j)][0] for j in random_pick],
                 "conversation": _conversation(_rng(seed, rel, "questions"), cat, kind, mask),

@@ -1,24 +1,31 @@
 """Reader of MMAD's index (`mmad.json`) and the image folders beside it.
 
-`mmad.json` is a dict keyed by the query image's path relative to the data root
+`mmad.json` is a dict keyed by the query image's path relative to the MMAD folder
 (e.g. `DS-MVTec/bottle/image/broken_large/000.png`). Each value has `image_path`,
-`mask_path` (may be empty), `similar_templates` and `random_templates` (normal
-images) and `conversation`: a list of {Question, Options {letter: text}, Answer,
-type}. Each question becomes one Sample with id `<key>#<question index>`.
+`mask_path` (null for normal images), `similar_templates` and `random_templates`
+(normal images) and `conversation`: a list of {Question, Options {letter: text},
+Answer, type}. Each question becomes one Sample with id `<key>#<question index>`.
 
-The dataset is the key's first path component, the category its second; an image is
-normal when its folder is `good` (MMAD's rule), and the defect type is the folder name.
+Paths follow MMAD's own evaluation scripts (jam-cc/MMAD,
+`evaluation/examples/Transformers/internvl_query.py` and
+`evaluation/examples/SoftPatch/call.py: call_ground_truth`):
+- the query image is read at `<MMAD folder>/<key>`; `image_path` is the same file
+  relative to `<dataset>/<category>/` (`image/broken_large/000.png`) and is never opened;
+- `mask_path` is relative to `<MMAD folder>/<dataset>/<category>/`
+  (`rbg_mask/broken_large/000_rbg_mask.png`, `ground_truth/bad/000.png`). When the path
+  without its extension names a folder (MVTec LOCO: `ground_truth/logical_anomalies/000.png`
+  next to the folder `.../000/`), the mask is that folder: every mask file in it, OR-ed.
+  A `.jpg` mask that does not exist is looked for as `.png` (GoodsAD's masks);
+- templates are relative to the MMAD folder (`MVTec-AD/bottle/train/good/001.png`).
 
-Paths. Keys, image paths and templates are relative to the data root. A `mask_path`
-that starts with the key's dataset folder is too; any other `mask_path` is relative
-to the key's first three components (`DS-MVTec/bottle/image/`), which is how MMAD's
-own tools join it. A path that leaves the data root (absolute, or climbing out with
-'..') is an error naming the entry. A mask inside a folder named after the image's
-stem (MVTec LOCO's `ground_truth/<kind>/<stem>/000.png`) stands for the whole folder:
-LOCO annotates each defect region in its own file, and pseudo boxes OR them.
+The dataset is the key's first component, the category its second, the defect type
+the image's folder; an image is normal when its key contains `good` (the rule of
+MMAD's `helper/summary.py`). A path that leaves the data root (absolute, or climbing
+out with '..') is an error naming the entry.
 
 Images are not opened here: a missing or corrupt image becomes a recorded failure when
-a run reaches it, and `adbench data check` lists it beforehand.
+a run reaches it, and `adbench data check` lists it beforehand. Masks are only looked
+up (a stat per anomalous image), to settle folder masks and GoodsAD's extension.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from adbench.data.layout import Scan, gc_paused
-from adbench.data.paths import DataError, join_inside
+from adbench.data.layout import GOOD, Scan, gc_paused
+from adbench.data.paths import DataError, is_absolute, join_inside
 from adbench.jsonfile import read_json
 from adbench.schema import ANOMALOUS, NORMAL, Sample
 
@@ -37,7 +44,7 @@ INDEX_NAME = "mmad.json"
 
 def load_index(path: Path) -> dict[str, Any]:
     """Parse an MMAD index file, with errors that name the file and position."""
-    data = read_json(path, DataError, "MMAD index")
+    data = read_json(path, DataError, "MMAD index", unique_keys=True)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object keyed by image path, got {type(data).__name__}")
     return data
@@ -56,7 +63,7 @@ def _canonical_key(key: str, src: str) -> tuple[str, ...]:
     if not isinstance(key, str) or not key.strip():
         raise DataError(f"{src}: entry {key!r}: empty key")
     norm = key.replace("\\", "/")
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+    if is_absolute(norm):
         raise DataError(f"{src}: entry {key!r}: absolute path {key!r} is not allowed (must be relative)")
     parts = tuple(norm.split("/"))
     if ".." in parts:
@@ -68,18 +75,24 @@ def _canonical_key(key: str, src: str) -> tuple[str, ...]:
     return parts
 
 
-def _mask_path(root: str, parts: tuple[str, ...], rel: str, src: str, key: str) -> str:
-    comps = [c for c in rel.replace("\\", "/").split("/") if c not in ("", ".")]
-    if comps and comps[0] == parts[0] or rel.replace("\\", "/").startswith("/"):
-        mask = join_inside(root, rel, source=src, entry=key)
-    else:
-        try:
-            mask = join_inside(root, "/".join(parts[:3]) + "/" + rel, source=src, entry=key)
-        except DataError as e:
-            raise DataError(f"{e}: mask_path {rel!r} joined onto {'/'.join(parts[:3])!r}") from e
-    folder = os.path.dirname(mask)
-    # MVTec LOCO: one file per defect region in a folder named after the image
-    return folder if os.path.basename(folder) == os.path.splitext(parts[-1])[0] else mask
+def resolve_mask(root: str, parts: tuple[str, ...], rel: str, src: str, key: str) -> str:
+    """The mask of entry `key`: a file, or (MVTec LOCO) a folder of per-region mask files.
+
+    `rel` is relative to `<root>/<dataset>/<category>/`, as MMAD's scripts join it.
+    """
+    if is_absolute(rel):
+        raise DataError(f"{src}: entry {key!r}: absolute mask_path {rel!r} is not allowed (must be relative)")
+    base = "/".join(parts[:2])
+    try:
+        path = join_inside(root, f"{base}/{rel}", source=src, entry=key)
+    except DataError as e:
+        raise DataError(f"{e}: mask_path {rel!r} is relative to {base + '/'!r}") from e
+    stem, ext = os.path.splitext(path)
+    if os.path.isdir(stem):  # LOCO: one file per defect region, in a folder named after the image
+        return stem
+    if ext.lower() == ".jpg" and not os.path.exists(path) and os.path.exists(stem + ".png"):
+        return stem + ".png"  # GoodsAD's index names the masks .jpg; the files are .png
+    return path
 
 
 def read_mmad(root: Path, index: Path | None = None) -> list[Sample]:
@@ -109,12 +122,13 @@ def _read_mmad(root: Path, index: Path | None) -> list[Sample]:
             raise DataError(f"{src}: entry {key!r}: expected an object, got {type(entry).__name__}")
         parts = _canonical_key(key, src)
         dataset, category, folder = parts[0], parts[1], parts[-2]
-        image = join_inside(root_s, entry.get("image_path") or key, source=src, entry=key)
+        image = join_inside(root_s, key, source=src, entry=key)
+        for field in ("image_path", "mask_path"):
+            if not isinstance(entry.get(field) or "", str):
+                raise DataError(f"{src}: entry {key!r}: field {field!r} must be a path or null")
         mask_rel = entry.get("mask_path") or ""
-        if not isinstance(mask_rel, str):
-            raise DataError(f"{src}: entry {key!r}: field 'mask_path' must be a path")
-        mask = _mask_path(root_s, parts, mask_rel, src, key) if mask_rel else None
-        label = NORMAL if folder == "good" else ANOMALOUS
+        mask = resolve_mask(root_s, parts, mask_rel, src, key) if mask_rel else None
+        label = NORMAL if GOOD in key else ANOMALOUS  # MMAD's summary: 'good' anywhere in the key
         templates = {}
         for field in ("random_templates", "similar_templates"):
             rels = _str_list(entry.get(field), source=src, entry=key, field=field)
@@ -133,20 +147,21 @@ def _read_mmad(root: Path, index: Path | None) -> list[Sample]:
             missing = [f for f in ("Question", "Options", "Answer", "type") if f not in qa]
             if missing:
                 raise DataError(f"{src}: entry {where}: missing field(s) {', '.join(missing)}")
+            wrong = [f for f in ("Question", "Answer", "type") if not isinstance(qa[f], str)]
+            if wrong:  # a number or list here is a broken index, not something to str() into a question
+                raise DataError(f"{src}: entry {where}: field(s) {', '.join(wrong)} must be text")
             options = qa["Options"]
             if not isinstance(options, dict) or not options:
                 raise DataError(f"{src}: entry {where}: 'Options' must be a non-empty object")
-            try:
-                sig = tuple(options.items())
-                clean = option_sets.get(sig)
-            except TypeError:  # an unhashable option value: parse it without the memo
-                sig, clean = (), None
+            sig = tuple(options.items())
+            clean = option_sets.get(sig) if all(isinstance(v, str) for v in options.values()) else None
             if clean is None:
-                clean = {str(k).strip(): str(v) for k, v in options.items()}
-                if sig:
-                    option_sets[sig] = clean
+                bad = [k for k, v in options.items() if not isinstance(v, str)]
+                if bad:
+                    raise DataError(f"{src}: entry {where}: option(s) {', '.join(bad)} must be text")
+                clean = option_sets[sig] = {k.strip(): v for k, v in options.items()}
             options = clean
-            gold = str(qa["Answer"]).strip()
+            gold = qa["Answer"].strip()
             if gold not in options:
                 raise DataError(f"{src}: entry {where}: Answer {gold!r} is not one of the options {sorted(options)}")
             samples.append(
@@ -157,8 +172,8 @@ def _read_mmad(root: Path, index: Path | None) -> list[Sample]:
                     image=image,
                     label=label,
                     defect=folder,
-                    qtype=str(qa["type"]),
-                    question=str(qa["Question"]),
+                    qtype=qa["type"],
+                    question=qa["Question"],
                     options=dict(options),
                     gold=gold,
                     mask=mask,

@@ -25,10 +25,16 @@ def resolve_inside(root: Path, rel: str, *, source: str, entry: str) -> Path:
     Absolute paths, drive letters and paths whose '..' components climb above `root`
     are rejected with an error that names the index file (`source`) and the offending
     entry, before any file is opened. A '..' that stays inside the root is folded away
-    lexically: MMAD's tools join `mask_path` onto the first three components of the
-    image key, so a mask path may climb out of that folder and still be inside.
+    lexically: MMAD's `mask_path` is joined onto `<dataset>/<category>/`, so a mask
+    path may climb out of that folder and still be inside.
     """
     return Path(join_inside(str(root), rel, source=source, entry=entry))
+
+
+def is_absolute(rel: str) -> bool:
+    """Whether an index path is absolute on any system ('/x', '\\x', 'C:...')."""
+    norm = rel.replace("\\", "/")
+    return norm.startswith("/") or (len(norm) > 1 and norm[1] == ":")
 
 
 def join_inside(root: str, rel: str, *, source: str, entry: str) -> str:
@@ -36,7 +42,7 @@ def join_inside(root: str, rel: str, *, source: str, entry: str) -> str:
     if not isinstance(rel, str) or not rel.strip():
         raise DataError(f"{source}: entry {entry!r}: empty or non-string path {rel!r}")
     norm = rel.replace("\\", "/")
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+    if is_absolute(norm):
         raise DataError(f"{source}: entry {entry!r}: absolute path {rel!r} is not allowed (must be relative)")
     parts = norm.split("/")
     if "" in parts or "." in parts or ".." in parts:

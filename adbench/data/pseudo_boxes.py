@@ -33,14 +33,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from adbench.data.layout import is_image
-from adbench.images import ImageError, file_sha1
+from adbench.images import ImageError, file_sha1, image_size, read_mask_pixels
 from adbench.schema import ANOMALOUS, Box, Sample
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entries record the mask's size
 CACHE_DIR = Path(".adbench-cache") / "boxes"
 
 #: Defaults: a 15 px square joins fragments up to ~15 px apart on MVTec-sized images
@@ -84,25 +83,11 @@ def mask_files(mask: str | Path) -> list[Path]:
     return [p]
 
 
-def _read_one(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "PA"):  # an opaque alpha channel is not a defect
-                im = im.convert("RGB" if im.mode == "RGBA" else "L")
-            arr = np.asarray(im)
-    except FileNotFoundError as e:
-        raise BoxError(f"mask file not found: {path}") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise BoxError(f"cannot read mask {path}: {e}") from e
-    return arr.any(axis=2) if arr.ndim == 3 else arr != 0
-
-
 def read_mask(files: Sequence[Path]) -> np.ndarray:
     """The OR of several mask files as one boolean array; their sizes must agree."""
     out: np.ndarray | None = None
     for f in files:
-        m = _read_one(f)
+        m = read_mask_pixels(f)
         if out is None:
             out = m.copy()
         elif m.shape != out.shape:
@@ -149,7 +134,7 @@ class BoxCache:
     def __init__(self, cache_dir: Path | None, params: BoxParams = BoxParams()) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.params = params
-        self.memo: dict[str, list[Box]] = {}
+        self.memo: dict[str, tuple[list[Box], tuple[int, int]]] = {}
         self.computed = 0
         self.cached = 0
         self.write_error: str | None = None
@@ -171,33 +156,39 @@ class BoxCache:
 
     def boxes(self, mask: str | Path) -> list[Box]:
         """Boxes of one mask (a file, or a folder of files to OR), from the cache when there."""
-        memo_key = str(mask)
-        if memo_key in self.memo:
-            return list(self.memo[memo_key])
-        files = mask_files(mask)
-        key = self.key(files)
-        path = self._path(key)
-        boxes = self._load(path) if path is not None else None
-        if boxes is None:
-            boxes = boxes_from_mask(read_mask(files), self.params)
-            self.computed += 1
-            if path is not None:
-                self._store(path, boxes, files)
-        else:
-            self.cached += 1
-        self.memo[memo_key] = boxes
-        return list(boxes)
+        return self.lookup(mask)[0]
 
-    def _load(self, path: Path) -> list[Box] | None:
+    def lookup(self, mask: str | Path) -> tuple[list[Box], tuple[int, int]]:
+        """(boxes, (width, height) of the mask), from the cache when there."""
+        memo_key = str(mask)
+        if memo_key not in self.memo:
+            files = mask_files(mask)
+            key = self.key(files)
+            path = self._path(key)
+            found = self._load(path) if path is not None else None
+            if found is None:
+                pixels = read_mask(files)
+                found = boxes_from_mask(pixels, self.params), (pixels.shape[1], pixels.shape[0])
+                self.computed += 1
+                if path is not None:
+                    self._store(path, *found, files)
+            else:
+                self.cached += 1
+            self.memo[memo_key] = found
+        boxes, size = self.memo[memo_key]
+        return list(boxes), size
+
+    def _load(self, path: Path) -> tuple[list[Box], tuple[int, int]] | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return [Box(*map(float, b)) for b in data["boxes"]]
+            w, h = data["size"]
+            return [Box(*map(float, b)) for b in data["boxes"]], (int(w), int(h))
         except (OSError, ValueError, KeyError, TypeError):
-            return None  # absent or damaged: recompute (and rewrite)
+            return None  # absent, damaged or of an older version: recompute (and rewrite)
 
-    def _store(self, path: Path, boxes: list[Box], files: Sequence[Path]) -> None:
+    def _store(self, path: Path, boxes: list[Box], size: tuple[int, int], files: Sequence[Path]) -> None:
         record = {"version": CACHE_VERSION, "params": asdict(self.params), "masks": [f.name for f in files],
-                  "boxes": [[b.x1, b.y1, b.x2, b.y2] for b in boxes]}
+                  "size": list(size), "boxes": [[b.x1, b.y1, b.x2, b.y2] for b in boxes]}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -208,21 +199,46 @@ class BoxCache:
                 self.write_error = f"box cache {self.cache_dir} is not writable ({e}); boxes are recomputed each run"
 
 
-def attach_boxes(samples: Iterable[Sample], cache: BoxCache) -> list[tuple[str, str]]:
-    """Fill `Sample.boxes` of every anomalous sample that has a mask; labels are the defect type.
+#: Why an anomalous sample's mask gave no boxes (`mask_boxes`); `data check` uses them as problem kinds.
+UNREADABLE_MASK, MASK_SIZE_MISMATCH, EMPTY_MASK = "unreadable mask", "mask size mismatch", "empty mask"
 
-    Returns (sample id, error) for each mask that could not be read; those samples
-    keep no boxes, and the caller reports them (nothing is dropped silently).
+
+def mask_boxes(s: Sample, cache: BoxCache) -> tuple[list[Box], tuple[str, str] | None]:
+    """An anomalous sample's GT boxes, labelled with its defect type, or none and (kind, note) why.
+
+    No boxes come from a mask that cannot be read, from one whose size differs from its
+    image's (boxes on another pixel grid would be wrong), or from one without a defect
+    region of at least `min_area` pixels (an all-zero mask, or annotation specks).
     """
-    errors = []
+    try:
+        boxes, size = cache.lookup(s.mask or "")
+        shown = image_size(s.image)
+    except ImageError as e:
+        what = "" if e.path in (str(s.mask), "") else f"{e.path}: "  # the image itself, or one file of a folder
+        return [], (UNREADABLE_MASK, what + e.reason)
+    except BoxError as e:
+        return [], (UNREADABLE_MASK, str(e))
+    if size != shown:
+        return [], (MASK_SIZE_MISMATCH, f"mask is {size[0]}x{size[1]}, its image {shown[0]}x{shown[1]}")
+    if not boxes:
+        return [], (EMPTY_MASK, f"no defect region of at least {cache.params.min_area} px")
+    return [Box(b.x1, b.y1, b.x2, b.y2, s.defect) for b in boxes], None
+
+
+def attach_boxes(samples: Iterable[Sample], cache: BoxCache) -> list[tuple[str, str]]:
+    """Fill `Sample.boxes` of every anomalous sample that has a mask (`mask_boxes`).
+
+    Returns (sample id, "<kind> <mask>: <why>") for each mask that gave no boxes; the
+    caller records it (a Record's `meta["gt_boxes_error"]`): nothing is dropped silently.
+    """
+    notes = []
     for s in samples:
         if s.label != ANOMALOUS or not s.mask or s.boxes:
             continue
-        try:
-            s.boxes = [Box(b.x1, b.y1, b.x2, b.y2, s.defect) for b in cache.boxes(s.mask)]
-        except (BoxError, ImageError) as e:
-            errors.append((s.id, str(e)))
-    return errors
+        s.boxes, problem = mask_boxes(s, cache)
+        if problem:
+            notes.append((s.id, f"{problem[0]} {s.mask}: {problem[1]}"))
+    return notes
 
 
 @dataclass

@@ -41,7 +41,7 @@ from typing import Any
 
 from adbench.images import ImageError, load_image
 from adbench.model import GENERATIVE, Model
-from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
+from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting, template_reads
 from adbench.schema import Query, Response
 
 DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
@@ -157,6 +157,10 @@ class HFVisionLanguageModel(Model):
       adapter              PEFT LoRA adapter folder (adapter_model.safetensors), optional
       protocol             "mmad" (the task's prompt, MMAD's answer rule) or "adfm" (Qwen only)
       stages               AD-FM: "multi" (think/rethink/answer) or "one" (think/answer)
+      prompt               with protocol "mmad": "task" (the task's rendering, default) or "mmad" (the
+                           content list of MMAD's Qwen2.5-VL script, `prompting.MMADScriptPrompting`)
+      question_id          prompt "mmad": prefix the question with "Question {n}: " (off, as the script)
+      instruction_file     prompt "mmad": a UTF-8 file whose text replaces adbench's instruction wording
       dtype                auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32, float64
       device               auto, cpu, cuda, cuda:N
       attn_implementation  sdpa (default), eager, flash_attention_2
@@ -185,6 +189,9 @@ class HFVisionLanguageModel(Model):
         adapter: str | None = None,
         protocol: str = "mmad",
         stages: str = "multi",
+        prompt: str = "task",
+        question_id: bool = False,
+        instruction_file: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
         attn_implementation: str = "sdpa",
@@ -217,11 +224,13 @@ class HFVisionLanguageModel(Model):
         if protocol == "adfm" and not self.supports_boxes():
             raise ValueError(f"protocol 'adfm' needs a model whose box frame adbench knows (Qwen2.5-VL); "
                              f"{type(self).__name__} has none")
+        # before anything is loaded: a bad -M prompt or unreadable instruction file fails fast
+        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(
+            protocol, stages, prompt=prompt, question_id=question_id, instruction_file=instruction_file)
         if name:
             self.name = name
         self.base = str(Path(base).expanduser()) if is_local(str(base)) else str(base)
         self.adapter = str(check_adapter_folder(adapter)) if adapter else None
-        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(protocol, stages)
         self.device = resolve_device(device)
         self.dtype_name = dtype
         self.dtype = resolve_dtype(dtype, self.device)
@@ -324,6 +333,7 @@ class HFVisionLanguageModel(Model):
             "base": self.base,
             "adapter": self.adapter,
             **self.prompting.config(),
+            **self._vision_ids(),
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": self.device,
             "attn_implementation": self.attn_implementation,
@@ -341,6 +351,12 @@ class HFVisionLanguageModel(Model):
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
+
+    def _vision_ids(self) -> dict[str, Any]:
+        """Whether the chat template numbered the images ("Picture N: "), where the prompting asks it to."""
+        if "add_vision_id" not in self.prompting.template_kwargs():
+            return {}
+        return {"vision_ids": template_reads(self.processor, "add_vision_id")}
 
     def prompt_text(self) -> str:
         return self.prompting.prompt_text()
@@ -404,7 +420,8 @@ class HFVisionLanguageModel(Model):
                         self._length_estimate(text, images))
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                  **self.prompting.template_kwargs())
 
     def _length_estimate(self, text: str, images: list[Any]) -> int:
         return len(text)

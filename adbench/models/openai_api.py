@@ -39,7 +39,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from adbench.answers import parse_option
@@ -49,6 +48,7 @@ from adbench.models.api_cache import KEY_VERSION, ResponseCache, default_cache_d
 from adbench.models.api_images import ImageEncoding, content_hash, data_url
 from adbench.models.api_retry import RetryPolicy, is_transient_status, parse_retry_after
 from adbench.models.prices import Price, resolve_price
+from adbench.models.prompting import MMAD_INSTRUCTION, parse_flag, read_instruction
 from adbench.schema import UNPARSED, Query, Response
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -62,16 +62,6 @@ SNAPSHOTS = {
 }
 
 DETAILS = ("auto", "low", "high")
-
-#: The instruction of the MMAD-style request, in adbench's own words. It keeps the
-#: structure of MMAD's GPT-4o script (inspector role, judge the query image, answer
-#: with the option letter) but not its wording; `-M instruction_file=PATH` sends any
-#: other text instead, e.g. the exact instruction from a user's own MMAD checkout.
-MMAD_INSTRUCTION = (
-    "You inspect manufactured products in images. Decide whether the query image shows a defect, "
-    "then answer the question about it.\n"
-    "Reply with the letter of the chosen option only.\n"
-)
 
 #: MMAD's script asks again (up to 5 times) when a reply contains one of these words.
 MMAD_REASK_WORDS = ("please", "sorry", "today", "cannot assist")
@@ -96,15 +86,8 @@ class MalformedResponse(ValueError):
 
 
 def _flag(value: Any, name: str) -> bool:
-    """A yes/no -M argument; a typo such as `-M cache=flase` is an error, not a silent True."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise APIConfigError(f"-M {name} must be true or false, got {value!r}")
+    """A yes/no -M argument (`prompting.parse_flag`), reported as an APIConfigError."""
+    return parse_flag(value, name, APIConfigError)
 
 
 def mmad_text(query: Query, instruction: str = MMAD_INSTRUCTION) -> str:
@@ -236,12 +219,7 @@ class OpenAIChatModel(Model):
             quality=int(jpeg_quality),
         )
         self.system_prompt = system_prompt
-        self.instruction = MMAD_INSTRUCTION
-        if instruction_file:
-            try:
-                self.instruction = Path(instruction_file).read_text(encoding="utf-8")
-            except OSError as e:
-                raise APIConfigError(f"-M instruction_file: cannot read {instruction_file}: {e}") from e
+        self.instruction = read_instruction(instruction_file, APIConfigError) if instruction_file else MMAD_INSTRUCTION
         self.reask_words = MMAD_REASK_WORDS if self.mmad else ()
         if int(concurrency) < 1:
             raise APIConfigError(f"-M concurrency must be at least 1, got {concurrency!r}")

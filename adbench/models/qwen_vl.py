@@ -1,9 +1,10 @@
 """Qwen2.5-VL through transformers: the zero-shot rows and the AD-FM model.
 
 Presets (adbench/registry.py):
-- `qwen2.5-vl-7b`, `qwen2.5-vl-3b`: zero-shot, the task's MMAD-style 1-shot prompt,
-  MMAD's image budget (min_pixels 64*28*28, max_pixels 1280*28*28) and 128 new
-  tokens, as in MMAD's official Qwen2.5-VL script.
+- `qwen2.5-vl-7b`, `qwen2.5-vl-3b`: zero-shot, the task's MMAD-style 1-shot prompt
+  (`-M prompt=mmad`: the content list of MMAD's Qwen2.5-VL script itself), MMAD's image
+  budget (min_pixels 64*28*28, max_pixels 1280*28*28) and 128 new tokens, as in MMAD's
+  official Qwen2.5-VL script.
 - `adfm`: the AD-FM protocol (`adfm_protocol`), `-M adapter=DIR` (the trained LoRA),
   `-M base=...` (default Qwen/Qwen2.5-VL-7B-Instruct), the released recipe's image
   budget (max_pixels 262144: 512x512 -> 504x504) and 512 new tokens. Boxes come back
@@ -11,7 +12,9 @@ Presets (adbench/registry.py):
   Response.meta["boxes_model_frame"]. An adapter written by `adbench train` carries
   `adbench_training.json`; from it the adapter's base model, image budget
   (min/max pixels), protocol stages and completion length become the defaults, so
-  `-M adapter=DIR` alone scores the model as it was trained (any `-M` wins).
+  `-M adapter=DIR` alone scores the model as it was trained (any `-M` wins). With
+  `-M protocol=mmad -M prompt=mmad` it is asked as MMAD's script asks, and MMAD's image
+  budget and 128 new tokens become the defaults instead.
 
 `-M backend=vllm` runs the same prompts and parser through vLLM's offline engine
 (`adbench.models.vllm_backend`).
@@ -161,10 +164,14 @@ def make_qwen(name: str, backend: str = "transformers", **kwargs: Any) -> Any:
     return QwenVLModel(**kwargs)
 
 
+#: What MMAD's Qwen2.5-VL script sets: its processor's image budget and `max_new_tokens=128`.
+MMAD_SCRIPT_SETTINGS: dict[str, Any] = {"min_pixels": MMAD_MIN_PIXELS, "max_pixels": MMAD_MAX_PIXELS,
+                                        "max_new_tokens": 128}
+
+
 def _mmad_zero_shot(name: str, base: str, backend: str, kwargs: dict[str, Any]) -> Any:
     """A Qwen2.5-VL zero-shot preset: MMAD's prompt, image budget and 128 new tokens."""
-    for key, value in (("base", base), ("min_pixels", MMAD_MIN_PIXELS), ("max_pixels", MMAD_MAX_PIXELS),
-                       ("max_new_tokens", 128), ("protocol", "mmad")):
+    for key, value in (("base", base), *MMAD_SCRIPT_SETTINGS.items(), ("protocol", "mmad")):
         kwargs.setdefault(key, value)
     return make_qwen(name, backend, **kwargs)
 
@@ -217,6 +224,9 @@ def trained_defaults(adapter: str | Path) -> dict[str, Any]:
 
 def adfm(backend: str = "transformers", **kwargs: Any) -> Any:
     """AD-FM: Qwen2.5-VL (+ LoRA adapter) answering in the multi-stage protocol."""
+    if kwargs.get("prompt") == "mmad":  # asked as MMAD's script asks: its settings before the training's
+        for key, value in MMAD_SCRIPT_SETTINGS.items():
+            kwargs.setdefault(key, value)
     if kwargs.get("adapter"):
         for key, value in trained_defaults(kwargs["adapter"]).items():
             kwargs.setdefault(key, value)

@@ -47,8 +47,10 @@ QWEN2_PATTERN = (
 IMAGE_PAD_ID, VIDEO_PAD_ID, VISION_START_ID, VISION_END_ID = 151655, 151656, 151652, 151653
 IM_END_ID, ENDOFTEXT_ID = 151645, 151643
 
-#: The Qwen chat format as a Jinja template (this module's own rendering of it).
+#: The Qwen chat format as a Jinja template (this module's own rendering of it). Like the
+#: released Qwen2.5-VL template, `add_vision_id=True` writes "Picture N: " before the Nth image.
 CHAT_TEMPLATE = (
+    "{%- set image_count = namespace(value=0) -%}"
     "{%- if messages[0]['role'] != 'system' -%}"
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
     "{%- endif -%}"
@@ -56,7 +58,9 @@ CHAT_TEMPLATE = (
     "{{ '<|im_start|>' + message['role'] + '\\n' }}"
     "{%- if message['content'] is string -%}{{ message['content'] }}"
     "{%- else -%}{%- for part in message['content'] -%}"
-    "{%- if part['type'] == 'image' -%}{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{%- if part['type'] == 'image' -%}{%- set image_count.value = image_count.value + 1 -%}"
+    "{%- if add_vision_id -%}{{ 'Picture ' ~ image_count.value ~ ': ' }}{%- endif -%}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
     "{%- elif part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
     "{%- endfor -%}{%- endif -%}"
     "{{ '<|im_end|>\\n' }}"

@@ -63,8 +63,9 @@ class VLLMModel(Model):
     """An MLLM served by vLLM's offline engine; same arguments and replies as the transformers adapters.
 
     Arguments (`-M key=value`): base, adapter, family ("qwen2.5-vl", "internvl", "internvl-remote",
-    "llava-next", "generic"), protocol, stages, dtype, max_new_tokens, min_new_tokens, do_sample,
-    temperature, top_p, repetition_penalty and top_k (default: the checkpoint's), seed, min_pixels /
+    "llava-next", "generic"), protocol, stages, prompt, question_id, instruction_file (`-M prompt=mmad`:
+    MMAD's script's prompt, see `prompting.MMADScriptPrompting`), dtype, max_new_tokens, min_new_tokens,
+    do_sample, temperature, top_p, repetition_penalty and top_k (default: the checkpoint's), seed, min_pixels /
     max_pixels (Qwen2.5-VL), max_model_len, gpu_memory_utilization, max_lora_rank,
     tensor_parallel_size, trust_remote_code, name.
     """
@@ -79,6 +80,9 @@ class VLLMModel(Model):
         family: str = "generic",
         protocol: str = "mmad",
         stages: str = "multi",
+        prompt: str = "task",
+        question_id: bool = False,
+        instruction_file: str | None = None,
         dtype: str = "auto",
         max_new_tokens: int = 128,
         min_new_tokens: int | None = None,
@@ -100,6 +104,8 @@ class VLLMModel(Model):
         require_vllm()  # before any other work: the user learns about the missing extra first
         if protocol == "adfm" and family != "qwen2.5-vl":
             raise ValueError("protocol 'adfm' needs a Qwen2.5-VL model (its box frame is known)")
+        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(
+            protocol, stages, prompt=prompt, question_id=question_id, instruction_file=instruction_file)
         if name:
             self.name = name
         self.base = str(base)
@@ -107,7 +113,6 @@ class VLLMModel(Model):
             check_safetensors_folder(Path(self.base).expanduser(), "base model")
         self.adapter = str(check_adapter_folder(adapter)) if adapter else None
         self.family = family
-        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(protocol, stages)
         self.dtype = dtype
         self.max_new_tokens = int(max_new_tokens)
         self.min_new_tokens = None if min_new_tokens is None else int(min_new_tokens)
@@ -174,7 +179,8 @@ class VLLMModel(Model):
         if placeholder is not None:  # flatten to text, images as the family's placeholder
             messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else "".join(
                 placeholder if p["type"] == "image" else p["text"] for p in m["content"])} for m in messages]
-        return self._renderer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self._renderer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                                  **self.prompting.template_kwargs())
 
     def _sampling(self) -> Any:
         from vllm import SamplingParams

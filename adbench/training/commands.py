@@ -34,6 +34,10 @@ def list_recipes() -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    if getattr(args, "print_config", False):
+        return print_config(args)
+    if args.out is None:
+        raise ValueError("train: --out DIR is required (except with --print-config)")
     from adbench.training.trainer import train
 
     result = train(args.recipe, args.out, args.overrides, data_root=args.data_root, progress=not args.no_progress)
@@ -43,6 +47,17 @@ def train_command(args: argparse.Namespace) -> int:
           f"({steps['this_session']} this run{resumed}) in {result.metadata['seconds']['total']:.0f} s",
           file=sys.stderr)
     print(result.adapter)
+    return 0
+
+
+def print_config(args: argparse.Namespace) -> int:
+    """`adbench train --print-config`: the resolved recipe and the exact GRPOConfig/LoraConfig arguments as JSON."""
+    from adbench.training.config import describe
+    from adbench.training.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    report = describe(recipe, args.out, args.overrides, progress=not args.no_progress)
+    print(json.dumps(report, indent=1, default=str))
     return 0
 
 

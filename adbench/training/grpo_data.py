@@ -23,11 +23,19 @@ The model-input frame comes from `qwen_frame.model_input_size` with the recipe's
 `data.min_pixels` / `data.max_pixels`; `configure_processor` gives the processor the
 same budget, so the frame the rewards use is the frame the model sees (a test
 checks it against the processor's `image_grid_thw`).
+
+With `image_dir`, every image is first resized to its model-input size and written
+there once (`model_input_images`), as the released recipe's stack does (ms-swift
+resizes to `MAX_PIXELS` before anything sees the image). Any engine then sees the
+recipe's frame: an image whose sides are already multiples of 28 inside the budget is
+left as it is by the processor, and also by a vLLM rollout server, which cannot be
+given the recipe's `max_pixels` and would otherwise use the checkpoint's own budget.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +44,14 @@ from PIL import Image
 
 from adbench import registry
 from adbench.data.pseudo_boxes import BoxCache, BoxParams, attach_boxes, default_cache_dir
+from adbench.images import file_sha1, image_size, load_image
 from adbench.models import adfm_protocol as proto
 from adbench.models.qwen_frame import model_input_size, to_model_frame
 from adbench.runner import stratified_subset
 from adbench.schema import ANOMALOUS, NORMAL, Sample
+
+#: Folder (inside a training run's output) of the images resized to the model input.
+MODEL_INPUT_IMAGES = "model-input-images"
 
 COLUMNS = ("id", "prompt", "images", "label", "gold", "options", "stages", "gt_boxes", "input_size",
            "image_size", "dataset", "category", "defect")
@@ -131,14 +143,35 @@ def _placeholders(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return out, images
 
 
-def sample_row(task: Any, s: Sample, stages: str, min_pixels: int, max_pixels: int) -> dict[str, Any]:
+def model_input_image(path: str, min_pixels: int, max_pixels: int, image_dir: Path) -> str:
+    """`path` resized to its model-input size (a PNG in `image_dir`, written once), or `path` if it is that size.
+
+    The file name is the content hash plus the size, so a changed image gets a new
+    file and a resumed run reuses the old ones.
+    """
+    size = image_size(path)
+    target = model_input_size(size, min_pixels, max_pixels)
+    if target == size:
+        return path
+    out = Path(image_dir) / f"{file_sha1(path)}-{target[0]}x{target[1]}.png"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # ranks of one launch may race here
+        load_image(path).resize(target, Image.Resampling.BICUBIC).save(tmp, format="PNG")
+        tmp.replace(out)  # a killed run never leaves half an image under the final name
+    return str(out)
+
+
+def sample_row(task: Any, s: Sample, stages: str, min_pixels: int, max_pixels: int,
+               image_dir: Path | None = None) -> dict[str, Any]:
     """One dataset row for a Sample (see the module docstring for the columns)."""
     query = task.render(s)
     prompt, images = _placeholders(proto.build_messages(query, stages))
-    with Image.open(s.image) as im:
-        image_size = im.size
-    input_size = model_input_size(image_size, min_pixels, max_pixels)
-    boxes = to_model_frame(s.boxes, image_size, input_size)
+    original = image_size(s.image)
+    input_size = model_input_size(original, min_pixels, max_pixels)
+    boxes = to_model_frame(s.boxes, original, input_size)
+    if image_dir is not None:
+        images = [model_input_image(p, min_pixels, max_pixels, image_dir) for p in images]
     return {
         "id": s.id,
         "prompt": prompt,
@@ -149,7 +182,7 @@ def sample_row(task: Any, s: Sample, stages: str, min_pixels: int, max_pixels: i
         "stages": stages,
         "gt_boxes": [[b.x1, b.y1, b.x2, b.y2] for b in boxes],
         "input_size": list(input_size),
-        "image_size": list(image_size),
+        "image_size": list(original),
         "dataset": s.dataset,
         "category": s.category,
         "defect": s.defect,
@@ -169,17 +202,17 @@ def features() -> Any:
     })
 
 
-def build_rows(recipe: dict[str, Any], training: TrainingSamples) -> list[dict[str, Any]]:
+def build_rows(recipe: dict[str, Any], training: TrainingSamples, image_dir: Path | None = None) -> list[dict[str, Any]]:
     lo, hi = frame_budget(recipe)
     stages = recipe["protocol"]["stages"]
-    return [sample_row(training.task, s, stages, lo, hi) for s in training.samples]
+    return [sample_row(training.task, s, stages, lo, hi, image_dir) for s in training.samples]
 
 
-def build_grpo_dataset(recipe: dict[str, Any], training: TrainingSamples) -> Any:
+def build_grpo_dataset(recipe: dict[str, Any], training: TrainingSamples, image_dir: Path | None = None) -> Any:
     """A `datasets.Dataset` with the columns above, ready for `trl.GRPOTrainer`."""
     from datasets import Dataset
 
-    rows = build_rows(recipe, training)
+    rows = build_rows(recipe, training, image_dir)
     return Dataset.from_list(rows, features=features())
 
 
@@ -191,11 +224,11 @@ def ideal_completion(row: dict[str, Any]) -> str:
     return proto.render_response(boxes, row["label"], json.loads(row["options"]), row["stages"], row["defect"])
 
 
-def build_sft_dataset(recipe: dict[str, Any], training: TrainingSamples) -> Any:
+def build_sft_dataset(recipe: dict[str, Any], training: TrainingSamples, image_dir: Path | None = None) -> Any:
     """Prompt-completion rows for TRL's SFTTrainer: the GRPO prompt, the ideal reply as completion."""
     from datasets import Dataset
 
-    rows = build_rows(recipe, training)
+    rows = build_rows(recipe, training, image_dir)
     for row in rows:
         row["completion"] = [{"role": "assistant", "content": [{"type": "text", "text": ideal_completion(row)}]}]
     feats = features()

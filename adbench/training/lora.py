@@ -24,15 +24,20 @@ class LoraTargetError(RuntimeError):
     """LoRA reached modules it must not (the vision tower) or none at all."""
 
 
+def lora_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments `lora_config` gives peft.LoraConfig (`adbench train --print-config` shows them)."""
+    lora = recipe["lora"]
+    target = lora.get("target", "language")
+    modules: str = LANGUAGE_LINEAR if target == "language" else "all-linear"
+    return {"r": int(lora["r"]), "lora_alpha": int(lora["alpha"]), "lora_dropout": float(lora.get("dropout", 0.0)),
+            "target_modules": modules, "task_type": "CAUSAL_LM", "bias": "none"}
+
+
 def lora_config(recipe: dict[str, Any]) -> Any:
     """peft.LoraConfig from the recipe's `lora` section."""
     from peft import LoraConfig
 
-    lora = recipe["lora"]
-    target = lora.get("target", "language")
-    modules: str = LANGUAGE_LINEAR if target == "language" else "all-linear"
-    return LoraConfig(r=int(lora["r"]), lora_alpha=int(lora["alpha"]), lora_dropout=float(lora.get("dropout", 0.0)),
-                      target_modules=modules, task_type="CAUSAL_LM", bias="none")
+    return LoraConfig(**lora_kwargs(recipe))
 
 
 def adapted_modules(model: Any) -> list[str]:

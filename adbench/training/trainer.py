@@ -19,7 +19,6 @@ vision tower stays frozen (`lora.assert_vision_frozen` checks the wrapped model)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -29,7 +28,16 @@ from typing import Any
 
 from adbench.models.qwen_vl import TRAINING_METADATA
 from adbench.provenance import environment, now
+from adbench.training.config import (  # noqa: F401 - TrainingError, use_vllm, vllm_available: public here too
+    TrainingError,
+    checkpoint_dir,
+    grpo_config,
+    model_kwargs,
+    use_vllm,
+    vllm_available,
+)
 from adbench.training.grpo_data import (
+    MODEL_INPUT_IMAGES,
     build_grpo_dataset,
     configure_processor,
     frame_budget,
@@ -43,60 +51,11 @@ from adbench.training.warmup import quiet, run_warmup, warmup_done
 TINY_BASE = "tiny"
 
 
-class TrainingError(ValueError):
-    """A training run that cannot start; the message says why (the CLI prints it as one line)."""
-
-
 @dataclass
 class TrainResult:
     out: Path
     adapter: Path
     metadata: dict[str, Any]
-
-
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
-
-
-def use_vllm(recipe: dict[str, Any]) -> bool:
-    """recipe.vllm.enabled: true (required), false, or auto (when vllm is importable)."""
-    enabled = (recipe.get("vllm") or {}).get("enabled", "auto")
-    if enabled == "auto":
-        return vllm_available()
-    if enabled and not vllm_available():
-        raise TrainingError("the recipe sets vllm.enabled: true but vllm is not installed (pip install 'adbench[vllm]' "
-                            "or --set vllm.enabled=false)")
-    return bool(enabled)
-
-
-def model_kwargs(recipe: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    m = recipe.get("model") or {}
-    dtype = m.get("dtype", "bfloat16")
-    if not hasattr(torch, str(dtype)):
-        raise TrainingError(f"model.dtype {dtype!r} is not a torch dtype")
-    kw: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-    if m.get("attn_implementation"):
-        kw["attn_implementation"] = m["attn_implementation"]
-    return kw
-
-
-def grpo_config(recipe: dict[str, Any], output_dir: Path) -> Any:
-    """trl.GRPOConfig from recipe.grpo (passed as is) plus the vLLM switch."""
-    from trl import GRPOConfig
-
-    kwargs = dict(recipe.get("grpo") or {})
-    if use_vllm(recipe):
-        kwargs["use_vllm"] = True
-        kwargs["vllm_mode"] = (recipe.get("vllm") or {}).get("mode", "colocate")
-    else:
-        kwargs["use_vllm"] = False
-    kwargs.setdefault("remove_unused_columns", False)  # the reward functions read the GT columns
-    try:
-        return GRPOConfig(output_dir=str(output_dir), **kwargs)
-    except TypeError as e:
-        raise TrainingError(f"recipe {recipe['name']!r}: grpo section: {e}") from e
 
 
 def json_safe(obj: Any) -> Any:
@@ -125,7 +84,8 @@ def _prepare_base(recipe: dict[str, Any], out: Path, training: Any, mkw: dict[st
     warmed = out / "base-sft"
     if warmup_done(warmed):
         return warmed, json.loads((warmed / "adbench_warmup.json").read_text(encoding="utf-8"))
-    return warmed, run_warmup(recipe, str(base), training, warmed, model_kwargs=mkw, progress=progress)
+    return warmed, run_warmup(recipe, str(base), training, warmed, model_kwargs=mkw, progress=progress,
+                              image_dir=out / MODEL_INPUT_IMAGES)
 
 
 def _load_model(base: Path | str, mkw: dict[str, Any]) -> Any:
@@ -177,9 +137,7 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     root = Path(data_root or recipe["data"].get("data_root") or default_data_root()).expanduser().resolve()
-    args = grpo_config(recipe, out / "checkpoints")  # before anything slow: a bad grpo key fails here
-    if not progress:
-        args.disable_tqdm = True
+    args = grpo_config(recipe, checkpoint_dir(out), progress)  # before anything slow: a bad grpo key fails here
     training = load_training_samples(recipe, root)
     mkw = model_kwargs(recipe)
     stale = out / "adapter" / TRAINING_METADATA
@@ -192,7 +150,7 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
 
     lo, hi = frame_budget(recipe)
     processor = configure_processor(AutoProcessor.from_pretrained(str(base)), lo, hi)
-    dataset = build_grpo_dataset(recipe, training)
+    dataset = build_grpo_dataset(recipe, training, out / MODEL_INPUT_IMAGES)
     model = _load_model(base, mkw)
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(recipe), args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=lora_config(recipe), callbacks=[_save_at_end()])

@@ -7,9 +7,13 @@ with all-equal rewards under three rewards: binary (r_cls), binary + count
 (r_cls + r_count) and binary + GIoU (r_cls + r_loc), finding that finer rewards leave
 fewer such groups (MVTec: 41.25%, 15.25%, 11.00%).
 
-Sampling: the adapter is built once with sampling on (`do_sample=True`, temperature
-0.9 = the training rollouts' unless `-M temperature=` says otherwise) and asked n
-times, its `seed` set to seed, seed+1, ..., seed+n-1 before each pass (the
+Sampling: the adapter is built once with sampling on (`do_sample=True`) and the
+release's rollout settings (`ROLLOUT_SAMPLING`: temperature 0.9, top_p 0.9, top_k 50,
+repetition_penalty 1.0) unless `-M` says otherwise. They must be explicit: an adapter
+otherwise inherits the checkpoint's generation_config.json, and Qwen2.5-VL-7B-Instruct's
+has top_k 1 (every sample the greedy reply, every share ~100%) and repetition_penalty
+1.05. The report records the values the adapter actually used (`sampling`). The adapter
+is asked n times, its `seed` set to seed, seed+1, ..., seed+n-1 before each pass (the
 transformers adapters reseed torch from it before every generate call). Adapters
 without a `seed` attribute cannot be sampled this way and are refused.
 
@@ -42,6 +46,10 @@ LABELS = {"binary": "binary (r_cls)", "binary+count": "binary + count (r_cls + r
 TOLERANCE = 1e-9
 #: The paper's Fig. 5 figures (500 MVTec images, 6 responses each), for reference.
 PAPER_SHARES = {"binary": 0.4125, "binary+count": 0.1525, "binary+giou": 0.11}
+#: How the release samples its GRPO rollouts (hanawall/AD-FM scripts/grpo/train_mmad.sh:41 temperature;
+#: ms-swift v3.4.0 swift/trainers/arguments.py:143-145 top_k, top_p, repetition_penalty), the defaults here.
+ROLLOUT_SAMPLING = {"temperature": 0.9, "top_p": 0.9, "top_k": 50, "repetition_penalty": 1.0}
+SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty")
 
 
 @dataclass
@@ -51,13 +59,15 @@ class VarianceReport:
     n: int
     variant: str
     alpha: float
-    images: list[dict[str, Any]] = field(default_factory=list)  # id, label, rewards {name: [n floats]}, failed
+    #: id, label, rewards {name: [n floats]}, answers, responses [{text, answer, rewards, error}], failed
+    images: list[dict[str, Any]] = field(default_factory=list)
     shares: dict[str, float] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)  # what the adapter used, and the seeds
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "task": self.task, "n": self.n, "variant": self.variant, "alpha": self.alpha,
-                "n_images": len(self.images), "shares": self.shares, "paper_shares": PAPER_SHARES,
-                "images": self.images}
+                "sampling": self.sampling, "n_images": len(self.images), "shares": self.shares,
+                "paper_shares": PAPER_SHARES, "images": self.images}
 
 
 def all_equal(values: list[float]) -> bool:
@@ -129,16 +139,17 @@ def run_variance(
     if margs.get("do_sample") is False:
         raise ValueError("adbench variance samples responses: drop -M do_sample=false")
     margs["do_sample"] = True
-    margs.setdefault("temperature", 0.9)
     root = (data_root or default_data_root()).expanduser().resolve()
     task = registry.make_task(task_name, **(task_args or {}))
     samples = stratified_subset(task.samples(root), limit, seed)
     if not samples:
         raise ValueError(f"task {task_name!r} found no samples under {root}")
     errors = attach_boxes(samples, BoxCache(default_cache_dir(root), getattr(task, "box_params", None) or BoxParams()))
-    model = registry.make_model(model_name, defaults={"seed": seed}, **margs)
+    # the rollout settings go where the adapter takes them and -M did not set them
+    model = registry.make_model(model_name, defaults={"seed": seed, **ROLLOUT_SAMPLING}, **margs)
     if not hasattr(model, "seed"):
         raise ValueError(f"model {model_name!r} has no sampling seed; adbench variance needs a local sampling adapter")
+    sampling = {**used_sampling(model, margs), "seeds": [seed + k for k in range(n)]}
     queries = [task.render(s) for s in samples]
     rounds: list[list[Response]] = []
     try:
@@ -152,17 +163,28 @@ def run_variance(
     box_errors = dict(errors)
     images = []
     for i, s in enumerate(samples):
-        per = [response_rewards(rounds[k][i], s, variant, alpha) for k in range(n)]
+        got = [rounds[k][i] for k in range(n)]
+        per = [response_rewards(r, s, variant, alpha) for r in got]
         images.append({
             "id": s.id, "label": s.label, "n_gt_boxes": len(s.boxes),
             "rewards": {name: [p[name] for p in per] for name in REWARDS},
-            "answers": [rounds[k][i].answer for k in range(n)],
-            "failed": sum(1 for k in range(n) if rounds[k][i].error is not None),
+            "answers": [r.answer for r in got],
+            "responses": [{"seed": seed + k, "text": r.text, "answer": r.answer, "rewards": per[k], "error": r.error}
+                          for k, r in enumerate(got)],
+            "failed": sum(1 for r in got if r.error is not None),
             **({"gt_boxes_error": box_errors[s.id]} if s.id in box_errors else {}),
         })
-    report = VarianceReport(model_name, task_name, n, variant, alpha, images)
+    report = VarianceReport(model_name, task_name, n, variant, alpha, images, sampling=sampling)
     report.shares = zero_variance_shares(images)
     return report
+
+
+def used_sampling(model: Any, margs: dict[str, Any]) -> dict[str, Any]:
+    """The sampling settings the adapter applies: its own `config()` (which resolves what the
+    checkpoint's generation config leaves in force), else what it was given."""
+    config = getattr(model, "config", None)
+    cfg = config() if callable(config) else {}
+    return {k: cfg[k] if k in cfg else margs.get(k, ROLLOUT_SAMPLING.get(k)) for k in SAMPLING_KEYS}
 
 
 def render_table(report: VarianceReport) -> str:
@@ -176,6 +198,10 @@ def render_table(report: VarianceReport) -> str:
     failed = sum(img["failed"] for img in report.images)
     head = (f"{report.model} on {report.task}: {len(report.images)} images x {report.n} sampled responses, "
             f"{report.variant} rewards (alpha {report.alpha:g}); {failed} failed responses\n")
+    sp = report.sampling
+    if sp:
+        head += (f"sampling: temperature {sp.get('temperature')}, top_p {sp.get('top_p')}, top_k {sp.get('top_k')}, "
+                 f"repetition_penalty {sp.get('repetition_penalty')}, seeds {sp['seeds'][0]}..{sp['seeds'][-1]}\n")
     table = tabulate(rows, headers=["reward", "all-equal share", "images", "paper (MVTec, Fig. 5)"],
                      tablefmt="github")
     return head + table + "\n"

@@ -70,7 +70,7 @@ def warmup_done(folder: Path) -> bool:
 
 
 def run_warmup(recipe: dict[str, Any], base: str | Path, training: TrainingSamples, out: Path, *,
-               model_kwargs: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+               model_kwargs: dict[str, Any], progress: bool = True, image_dir: Path | None = None) -> dict[str, Any]:
     """SFT `base` on the ideal replies of `training` into `out`; returns what the metadata records."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -82,7 +82,7 @@ def run_warmup(recipe: dict[str, Any], base: str | Path, training: TrainingSampl
     if cfg.get("limit"):
         subset = TrainingSamples(stratified_subset(training.samples, int(cfg["limit"]), seed), training.task,
                                  training.split, training.box_errors)
-    dataset = build_sft_dataset(recipe, subset)
+    dataset = build_sft_dataset(recipe, subset, image_dir)
     processor = configure_processor(AutoProcessor.from_pretrained(str(base)), *frame_budget(recipe))
     model = AutoModelForImageTextToText.from_pretrained(str(base), use_safetensors=True, **model_kwargs)
     scratch = Path(out).with_name(Path(out).name + ".work")
