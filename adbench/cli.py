@@ -16,7 +16,13 @@
     adbench variance --model NAME [-M k=v]... --task NAME [-T k=v]... [-n 6] [--limit N]
                      [--reward-variant paper|released] [--json]
 
-Every command prints errors as one line naming the bad file or argument, and exits 2.
+Every command prints a user's mistake (an `adbench.errors.UserError`: a bad argument, file,
+recipe or data folder) as one line naming it, and exits 2; any other exception is a bug and
+keeps its traceback. `-M` / `-T` values are typed from the model's or task's signature
+(`adbench.args`) before anything is built. `adbench run` also exits 1 when its failures pass
+`--max-failed` or the model failed its first queries all alike, and 3 when `--max-cost`
+stopped it (`adbench.runner.RunOutcome.exit_code`; README, "Failed, incomplete and
+over-budget runs").
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench import __version__, registry
+from adbench.errors import UserError
 
 #: Models `adbench demo` runs: offline, CPU, no weights beyond what pip installs.
 DEMO_MODELS = ("chance", "patchcore")
@@ -48,7 +55,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for subsets and sampling (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default ./runs)")
     p.add_argument("--run-id", help="name of the run folder (default: a hash of the configuration)")
-    p.add_argument("--max-cost", type=float, help="stop before the run's API cost would pass this many USD")
+    p.add_argument("--max-cost", type=float, help="stop before the run's API cost would pass this many USD "
+                   "(checked before every batch, resumed or not; exit 3 when it stops the run)")
+    p.add_argument("--max-failed", type=float, metavar="SHARE|N",
+                   help="exit 1 when more samples of this session failed than this: a share below 1 of the "
+                   "samples asked (default 0.5) or a number of samples")
     p.add_argument("--no-retry-failed", action="store_true", help="on resume, do not ask transient failures again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -120,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="GRPO training of AD-FM from a recipe (TRL); resumes from its last checkpoint")
     p.add_argument("--recipe", required=True, help="recipe name (see `adbench list recipes`) or a .yaml file")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                   help="override a recipe key, e.g. --set grpo.beta=0.1 (repeatable; values read as YAML)")
+                   help="override a recipe key, e.g. --set grpo.beta=0.1 (repeatable; keys checked and values "
+                        "typed by the recipe schema)")
     p.add_argument("--out", type=Path, help="output folder (adapter in OUT/adapter); required unless --print-config")
     p.add_argument("--data-root", type=Path, help="data folder (default: recipe data.data_root, $ADBENCH_DATA, cache)")
     p.add_argument("--no-progress", action="store_true")
@@ -156,13 +168,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from adbench.runner import RunSpec, run
+    from adbench.runner import DEFAULT_MAX_FAILED, RunSpec, run
 
     spec = RunSpec(
         model=args.model,
         task=args.task,
-        model_args=registry.parse_assignments(args.model_args, "-M"),
-        task_args=registry.parse_assignments(args.task_args, "-T"),
+        model_args=registry.parse_assignments(args.model_args, "-M", args.model),  # typed now: errors before
+        task_args=registry.parse_assignments(args.task_args, "-T", args.task),  # any task or model is built
         data_root=args.data_root,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -171,29 +183,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_id=args.run_id,
         retry_failed=not args.no_retry_failed,
         max_cost=args.max_cost,
+        max_failed=DEFAULT_MAX_FAILED if args.max_failed is None else args.max_failed,
         progress=not args.no_progress,
     )
     outcome = run(spec)
     _print_summary(outcome.results)
-    if outcome.stopped:
+    if outcome.failed_early is not None:
+        print(f"adbench: error: the model failed its first queries, all with: {outcome.failed_early}\n"
+              "  nothing of them was recorded; fix the cause and run the same command again", file=sys.stderr)
+    elif outcome.stopped:
         print(f"stopped early ({outcome.stopped}); run the same command again to continue", file=sys.stderr)
+    if outcome.too_many_failed:
+        print(f"adbench: error: {outcome.n_new_failed} of the {outcome.n_new} samples asked in this session failed "
+              f"(more than --max-failed {outcome.max_failed:g} allows); they are recorded and count as wrong",
+              file=sys.stderr)
     print(outcome.run_dir)
-    return 0
+    return outcome.exit_code
 
 
 def _print_summary(results: dict) -> None:
+    from adbench.leaderboard import run_status
+
     c = results["counts"]
     avg = results["metrics"].get("average", {}).get("accuracy")
     acc = "-" if avg is None else f"{100 * avg:.2f}%"
     print(f"{results['model']} on {results['task']}: accuracy {acc} "
           f"(n={c['n']}, failed={c['n_failed']}, unparsed={c['n_unparsed']})")
+    for line in run_status(results).lines():
+        print(f"  {line}")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from adbench.runner import rescore
 
     for d in args.run_dirs:
-        _print_summary(rescore(d))
+        scored = rescore(d)
+        _print_summary(scored.results)
+        if not scored.written:
+            print(f"{d}: a run is in progress there: the figures above are from the records written so far "
+                  "(a read-only snapshot); results.json was not written, the run writes it when it ends",
+                  file=sys.stderr)
     return 0
 
 
@@ -202,19 +231,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         from adbench.leaderboard import collect_rows, render
 
         if not args.run_dirs:
-            raise ValueError("give at least one RUN_DIR (or --layout ... --reference paper)")
+            raise UserError("give at least one RUN_DIR (or --layout ... --reference paper)")
         text = render(collect_rows(args.run_dirs, args.metric), args.format, metric=args.metric)
     else:
         from adbench.tables import build_table, render_table
 
         if args.reference and args.layout is None:
-            raise ValueError("--reference needs --layout table1|table2|table3|table4|mmad")
+            raise UserError("--reference needs --layout table1|table2|table3|table4|mmad")
         table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
                             compare=args.compare, ci=args.ci, n_resamples=args.resamples,
                             confidence=args.confidence, seed=args.seed, metric=args.metric)
         text = render_table(table, args.format)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        from adbench.store import write_text_file
+
+        write_text_file(args.out, text)
         print(args.out)
     else:
         print(text, end="")
@@ -261,8 +292,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     print(format_report(root, reports, show=args.show), end="")
     requested = reports if names else [r for r in reports if r.status != ABSENT]
     if not requested:
-        print(f"adbench: no dataset found under {root}; the README lists where to get each and its folder name",
-              file=sys.stderr)
+        missing = "" if root.is_dir() else " (the folder does not exist)"
+        print(f"adbench: no dataset found under {root}{missing}; the README lists where to get each and its "
+              "folder name", file=sys.stderr)
         return 1
     bad = [r.name for r in requested if not r.usable]
     if bad:
@@ -284,7 +316,8 @@ def cmd_data_boxes(args: argparse.Namespace) -> int:
     params = BoxParams(args.kernel or defaults.kernel, args.min_area or defaults.min_area)
     names = _dataset_names(args.datasets) or [n for n in DATASETS if dataset_dir(root, n).is_dir()]
     if not names:
-        print(f"adbench: no dataset found under {root}", file=sys.stderr)
+        missing = "" if root.is_dir() else " (the folder does not exist)"
+        print(f"adbench: no dataset found under {root}{missing}", file=sys.stderr)
         return 1
     status = 0
     for name in names:
@@ -346,10 +379,17 @@ def _training(name: str) -> Callable[..., Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.data_root is not None and not args.print_config:  # --print-config reads no data
+        from adbench.data.paths import resolve_data_root
+
+        resolve_data_root(args.data_root)  # a named folder must exist (the message says how to make the demo)
     return _training("train_command")(args)
 
 
 def cmd_variance(args: argparse.Namespace) -> int:
+    from adbench.data.paths import resolve_data_root
+
+    resolve_data_root(args.data_root)  # --data-root or $ADBENCH_DATA must exist
     return _training("variance_command")(args)
 
 
@@ -368,14 +408,9 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from adbench.data.paths import DataError
-    from adbench.runner import RunError
-    from adbench.store import StoreError
-
-    known = (registry.RegistryError, DataError, StoreError, RunError, ValueError)
     try:
         return COMMANDS[args.command](args)
-    except known as e:
+    except UserError as e:  # a user's mistake: one line; anything else is a bug and keeps its traceback
         print(f"adbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from adbench.errors import UserError
+
 #: Integer modes wider than 8 bits that Pillow reads 16-bit files into.
 _WIDE_INT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image or mask that cannot be read; the message names the file.
 
     `path` is the file and `reason` what is wrong with it, for reports that show the

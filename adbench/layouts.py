@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from adbench.errors import UserError
 from adbench.schema import Record
 from adbench.scoring import METRICS, mmad_qtype, require_mmad_figures
 
@@ -53,7 +54,7 @@ DATASET_NAMES: dict[str, tuple[str, ...]] = {
 OBJECT_ANALYSIS = ("Object Structure", "Object Details", "Object Analysis")
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError):
     """A layout that does not exist or a run that cannot be laid out in it."""
 
 

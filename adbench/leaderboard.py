@@ -7,6 +7,10 @@ fixed threshold and `name (calib.)` for the threshold calibrated on normal image
 Every table shows one metric (`--metric`), and says which: `strict` (results.json's
 `accuracy`, the headline) or `mmad` (MMAD's own rule, `accuracy_mmad`; see
 `adbench.scoring`). Markdown and latex tables carry it as a note, csv as a `Metric` column.
+
+A run with failed samples is marked `§`, an incomplete run `¶` (after the label, in
+every format and layout), with a note saying how many (`run_status`); the marks differ
+from the published tables' `†`/`‡` and from `*` (an oracle threshold).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adbench.errors import UserError
 from adbench.scoring import METRICS, require_mmad_figures
 from adbench.store import RunStore, StoreError
 
@@ -32,9 +37,67 @@ METRIC_NOTES = {
 }
 
 
+FAILED_MARK = "§"
+INCOMPLETE_MARK = "¶"
+MARK_NOTES = {
+    FAILED_MARK: f"{FAILED_MARK} some samples failed (a failed request or an unreadable image): they count as "
+                 "wrong under the strict metric and are dropped under MMAD's rule.",
+    INCOMPLETE_MARK: f"{INCOMPLETE_MARK} incomplete run: not every sample of the task was recorded "
+                     "(stopped early or interrupted; the same `adbench run` command continues it).",
+}
+
+
+@dataclass
+class RunStatus:
+    """What a table must say about a run besides its figures: failed samples, an incomplete run."""
+
+    failed: str | None = None  # "3 of 48 samples failed (most often: ...)"
+    incomplete: str | None = None  # "incomplete: 20 of 48 samples recorded (stopped: ...)"
+
+    @property
+    def mark(self) -> str:
+        return (FAILED_MARK if self.failed else "") + (INCOMPLETE_MARK if self.incomplete else "")
+
+    def lines(self) -> list[str]:
+        return [x for x in (self.failed, self.incomplete) if x]
+
+    def notes(self) -> list[str]:
+        """The per-row notes of a table, each led by its mark."""
+        return [f"{m} {x}" for m, x in ((FAILED_MARK, self.failed), (INCOMPLETE_MARK, self.incomplete)) if x]
+
+
+def run_status(results: dict[str, Any]) -> RunStatus:
+    """Failed samples and completeness of a run, from its results.json (the one wording for tables and summaries)."""
+    c = results.get("counts") or {}
+    n = c.get("n", 0)
+    status = RunStatus()
+    if c.get("n_failed"):
+        status.failed = f"{c['n_failed']} of {n} samples failed"
+        top = results.get("failures") or []
+        if top and isinstance(top[0], dict) and top[0].get("error"):
+            status.failed += f" (most often, {top[0].get('n')}x: {_shorten(str(top[0]['error']))})"
+    if not results.get("complete", True):
+        expected = c.get("n_expected")
+        status.incomplete = (f"incomplete: {n} of {expected} samples recorded" if expected is not None
+                             else "incomplete run")
+        if results.get("stopped"):
+            status.incomplete += f" (stopped: {results['stopped']})"
+    return status
+
+
+def _shorten(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def mark_notes(marks: Sequence[str]) -> list[str]:
+    """The legend lines of the marks that appear in a table."""
+    return [note for m, note in MARK_NOTES.items() if any(m in x for x in marks)]
+
+
 def check_metric(metric: str) -> None:
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+        raise UserError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
 
 
 def metric_note(metric: str) -> str:
@@ -49,6 +112,11 @@ class Row:
     values: dict[str, float | None]  # column -> accuracy in [0, 1]
     run_dir: str = ""
     notes: list[str] = field(default_factory=list)
+    mark: str = ""  # FAILED_MARK / INCOMPLETE_MARK, printed after the label
+
+    @property
+    def shown(self) -> str:
+        return self.label + self.mark
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:
@@ -91,13 +159,12 @@ def rows_from_results(results: dict[str, Any], label: str | None = None, run_dir
     def values(acc: dict[str, float | None]) -> dict[str, float | None]:
         return {**{d: acc.get(d) for d in datasets}, AVERAGE: acc.get("average")}
 
+    status = run_status(results)
     if "rules" not in results:
-        notes = []
-        if not results.get("complete", True):
-            notes.append("incomplete run")
-        return [Row(name, values({k: v[key] for k, v in metrics.items()}), run_dir, notes)]
-    return [Row(name + suffix, values(results["rules"][rule][key]), run_dir)
-            for rule, suffix in run_variants(results)]
+        return [Row(name, values({k: v[key] for k, v in metrics.items()}), run_dir, status.notes(), status.mark)]
+    # one run, several rows (threshold rules): each carries the mark, the first one the notes
+    return [Row(name + suffix, values(results["rules"][rule][key]), run_dir, status.notes() if i == 0 else [],
+                status.mark) for i, (rule, suffix) in enumerate(run_variants(results))]
 
 
 def run_labels(loaded: Sequence[tuple[Path, dict[str, Any]]]) -> list[str]:
@@ -144,11 +211,11 @@ def render(rows: Sequence[Row], fmt: str = "markdown", columns: Sequence[str] | 
     `Metric` column.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     note = metric_note(metric)
     cols = list(columns or columns_of(rows))
     header = [first_header, *cols]
-    body = [[r.label, *(format_value(r.values.get(c)) for c in cols)] for r in rows]
+    body = [[r.shown, *(format_value(r.values.get(c)) for c in cols)] for r in rows]
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -162,6 +229,7 @@ def render(rows: Sequence[Row], fmt: str = "markdown", columns: Sequence[str] | 
     notes = [note]
     if any(r.label.endswith("*") or "* [" in r.label for r in rows):
         notes.append(ORACLE_NOTE)
+    notes.extend(mark_notes([r.mark for r in rows]))
     for r in rows:
         notes.extend(f"{r.label}: {n}" for n in r.notes)
     if fmt == "markdown":

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adbench.errors import UserError
 
-class MetricError(ValueError):
+
+class MetricError(UserError):
     """A metric that is undefined for the given data (e.g. AUROC on one class)."""
 
 
@@ -151,9 +153,9 @@ def bootstrap_ci(
     if n < 1:
         raise MetricError("bootstrap needs at least one sample")
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise MetricError(f"confidence must be in (0, 1), got {confidence}")
     if n_resamples < 1:
-        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+        raise MetricError(f"n_resamples must be positive, got {n_resamples}")
     keys = [0] * n if strata is None else list(strata)
     if len(keys) != n:
         raise ValueError(f"strata has {len(keys)} keys for {n} samples")

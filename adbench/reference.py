@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from adbench.errors import UserError
 from adbench.jsonfile import read_json
 
 TABLES = ("table1", "table2", "table3", "table4", "mmad")
 MISSING = "-"  # what the paper prints where it has no figure
 
 
-class ReferenceTableError(ValueError):
+class ReferenceTableError(UserError):
     """A reference table that is unknown or malformed; the message names the file."""
 
 

@@ -9,21 +9,27 @@ packages add entries through the entry-point groups `adbench.models` and
     my-model = "my_package.adapter:make_model"
 
 A factory is called with the `-M key=value` (or `-T key=value`) arguments as keyword
-arguments and returns the adapter or task.
+arguments and returns the adapter or task. The values are typed from the factory's
+signature first (`adbench.args`: `-M trust_remote_code=false` is False, `-M seed=1.7` an
+error), and keys it does not take are refused, before anything is built. A factory that
+takes `**kwargs` and hands them to other callables names them in an attribute
+`kwargs_from` (callables or "module:attr" strings), so those keys are typed too; the
+built-in ones are listed in `KWARGS_FROM`.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Literal
+
+from adbench.args import convert_all, parameter_hints, read_untyped, split_assignment
+from adbench.errors import UserError
 
 
-class RegistryError(LookupError):
+class RegistryError(UserError, LookupError):
     """Unknown name, bad factory string, or arguments the factory does not take."""
 
 
@@ -118,6 +124,22 @@ BUILTIN_TASKS: dict[str, tuple[str, str]] = {
     ),
 }
 
+def _backend(backend: Literal["transformers", "vllm"] = "transformers") -> None:
+    """The `-M backend` that the hf-vlm presets take inside **kwargs (hf_vlm.make_generic reads it)."""
+
+
+#: Built-in factories that take **kwargs and hand them to these classes (by backend): their -M
+#: values are typed, and unknown keys refused, from the classes' signatures before anything is built.
+_HF_CLASSES = ("adbench.registry:_backend", "adbench.models.hf_vlm:GenericVLM",
+               "adbench.models.vllm_backend:VLLMModel")
+_QWEN_CLASSES = ("adbench.models.qwen_vl:QwenVLModel", "adbench.models.vllm_backend:VLLMModel")
+KWARGS_FROM: dict[str, tuple[str, ...]] = {
+    **{f"adbench.models.hf_vlm:{f}": _HF_CLASSES
+       for f in ("hf_vlm", "internvl3_8b", "internvl3_38b", "internvl2_76b", "llava_next_34b")},
+    **{f"adbench.models.qwen_vl:{f}": _QWEN_CLASSES for f in ("adfm", "qwen25_vl_7b", "qwen25_vl_3b")},
+}
+FLAGS = {"models": "-M", "tasks": "-T"}
+
 _extra: dict[str, dict[str, Entry]] = {"models": {}, "tasks": {}}
 
 
@@ -178,25 +200,46 @@ def check_model(name: str) -> Entry:
     return _lookup("models", name)
 
 
-def _call(entry: Entry, kind: str, kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:
+def _signature(entry: Entry) -> tuple[Callable[..., Any], dict[str, Any], bool]:
+    """(factory, keyword -> type hint, whether it takes keys beyond those): known without building anything."""
     factory = load_target(entry.target)
-    try:
-        sig = inspect.signature(factory)
-    except (TypeError, ValueError):
-        sig = None
-    takes_any = sig is not None and any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    for key, value in (defaults or {}).items():  # e.g. the run's --seed, where the factory takes one
-        if key not in kwargs and sig is not None and (takes_any or key in sig.parameters):
-            kwargs = {**kwargs, key: value}
-    if sig is not None and not takes_any:
-        accepted = [p for p in sig.parameters if p != "self"]
-        unknown = sorted(set(kwargs) - set(accepted))
+    names = KWARGS_FROM.get(entry.target) or getattr(factory, "kwargs_from", ())
+    forwards = tuple(load_target(t) if isinstance(t, str) else t for t in names)
+    hints, open_ = parameter_hints(factory, forwards)
+    return factory, hints, open_
+
+
+def _convert(entry: Entry, kind: str, values: dict[str, Any],
+             where: Callable[[str], str] | None = None) -> tuple[Callable[..., Any], dict[str, Any], dict[str, Any], bool]:
+    factory, hints, open_ = _signature(entry)
+    flag = FLAGS[kind]
+    if not open_:
+        unknown = sorted(set(values) - set(hints))
         if unknown:
-            flag = "-M" if kind == "models" else "-T"
             raise RegistryError(
                 f"{kind[:-1]} {entry.name!r} does not take {flag} {', '.join(unknown)}; "
-                f"it takes: {', '.join(accepted) or '(no arguments)'}"
+                f"it takes: {', '.join(hints) or '(no arguments)'}"
             )
+    label = where or (lambda key: f"{flag} {key}")
+    return factory, convert_all(values, hints, label), hints, open_
+
+
+def convert_arguments(kind: str, name: str, values: dict[str, Any],
+                      where: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """`values` for the model (kind "models") or task ("tasks") `name`, typed from its factory's signature.
+
+    Unknown keys are a RegistryError, values that do not convert an `args.ArgumentError`
+    named by `where(key)` (default "-M key" / "-T key"). Nothing is built: the factory's
+    module is imported, no weights or data are read.
+    """
+    return _convert(_lookup(kind, name), kind, values, where)[1]
+
+
+def _call(entry: Entry, kind: str, kwargs: dict[str, Any], defaults: dict[str, Any] | None = None) -> Any:
+    factory, kwargs, hints, open_ = _convert(entry, kind, kwargs)  # typed again: Python callers get the same rule
+    for key, value in (defaults or {}).items():  # e.g. the run's --seed, where the factory takes one
+        if key not in kwargs and (open_ or key in hints):
+            kwargs[key] = value
     return factory(**kwargs)
 
 
@@ -220,16 +263,19 @@ def make_task(name: str, **kwargs: Any) -> Any:
     return task
 
 
-def parse_assignments(items: list[str] | None, flag: str) -> dict[str, Any]:
-    """Parse `key=value` strings; values are read as JSON when they parse (1, 0.5, true, [1,2])."""
-    out: dict[str, Any] = {}
+def parse_assignments(items: list[str] | None, flag: str, name: str | None = None) -> dict[str, Any]:
+    """`-M` / `-T` `key=value` strings -> keyword arguments of the model or task `name`.
+
+    With `name`, values are typed from its factory's signature and checked now, before
+    any task or model is built (`convert_arguments`); without it, or for a parameter
+    without an annotation, a value is read as JSON when it parses (1, 0.5, true, [1,2]),
+    else kept as text.
+    """
+    raw: dict[str, str] = {}
     for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise RegistryError(f"{flag} {item!r}: expected key=value")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[key.strip().replace("-", "_")] = value
-    return out
+        key, value = split_assignment(item, flag, RegistryError)
+        raw[key] = value
+    if name is None:
+        return {k: read_untyped(v) for k, v in raw.items()}
+    kind = {flag: kind for kind, flag in FLAGS.items()}[flag]
+    return convert_arguments(kind, name, raw)

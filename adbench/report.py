@@ -32,7 +32,9 @@ import numpy as np
 from PIL import Image
 
 from adbench import registry
+from adbench.errors import UserError
 from adbench.images import ImageError, open_image, to_8bit
+from adbench.leaderboard import run_status
 from adbench.schema import Record
 from adbench.scoring import record_correctness, threshold_decisions
 from adbench.store import RunStore, StoreError
@@ -204,8 +206,8 @@ def summary_html(data: dict[str, Any]) -> str:
         facts.append(("threshold rule", data["rule"]))
     if data["n_calibration"]:
         facts.append(("calibration images (not shown)", data["n_calibration"]))
-    if not res.get("complete", True):
-        facts.append(("status", "incomplete run"))
+    status = run_status(res)  # the tables' wording: "n of N samples failed", "incomplete: n of N recorded"
+    facts += [("status", line) for line in status.lines()]
     if cfg.get("model_args"):
         facts.append(("model args", json.dumps(cfg["model_args"], sort_keys=True)))
     if cfg.get("task_args"):
@@ -268,9 +270,9 @@ def render_html(data: dict[str, Any], *, per_page: int = 50) -> str:
 def write_report(run_dir: Path, out: Path | None = None, *, thumb: int = 256, per_page: int = 50) -> Path:
     """Write the run's HTML report (default RUN_DIR/report.html) and return its path."""
     if thumb < 16:
-        raise ValueError(f"--thumb must be at least 16 pixels, got {thumb}")
+        raise UserError(f"--thumb must be at least 16 pixels, got {thumb}")
     if per_page < 1:
-        raise ValueError(f"--per-page must be at least 1, got {per_page}")
+        raise UserError(f"--per-page must be at least 1, got {per_page}")
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / REPORT_NAME
     page = render_html(report_data(run_dir, thumb=thumb), per_page=per_page)

@@ -5,31 +5,86 @@ everything that determines the answers (model and task arguments, data root, lim
 seed). Running the same command again therefore finds the same directory and resumes:
 finished Records are skipped, Records of transient failures (`retryable`) are asked
 again, and the metrics are recomputed over everything recorded.
+
+How a run ends (`RunOutcome.exit_code`, the exit status of `adbench run`):
+- 0: every sample asked, failures within `--max-failed`;
+- 1 (EXIT_FAILED): the model failed its first queries all with one error (a bad API
+  key, an unknown model, no network: those queries are not recorded, so the same
+  command asks them again once the cause is fixed), or more samples of this session
+  failed than `--max-failed` allows (they are recorded, and stay valid);
+- 3 (EXIT_BUDGET): stopped by `--max-cost` before every sample was asked.
+Errors before or while writing (bad arguments, data, run files, disk full) are
+exceptions (RunError, StoreError, DataError), which `adbench` prints as one line and
+exits 2.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adbench import registry
-from adbench.data.paths import DataError, default_data_root
+from adbench.data.paths import DataError, resolve_data_root
+from adbench.errors import UserError
 from adbench.images import ImageError, check_image
 from adbench.model import SCORE
 from adbench.provenance import environment, now
 from adbench.schema import Query, Record, Response, Sample
-from adbench.store import RunStore, StoreError
+from adbench.store import RunBusy, RunStore, StoreError, read_json
 from adbench.task import stable_hash
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUDGET = 3
+EXIT_INTERRUPTED = 130
 
-class RunError(RuntimeError):
-    """A run that cannot start (no samples, a run directory of another configuration)."""
+#: --max-failed by default: a session in which more than half of the samples asked failed exits 1.
+DEFAULT_MAX_FAILED = 0.5
+#: The early stop judges at least this many model answers: never a single one, which may be that
+#: sample's own problem (and, not recorded, would then stop every later run at the same place).
+FIRST_ANSWERS = 2
+
+
+class RunError(UserError):
+    """A run that cannot start (no samples, a bad argument, a run directory of another configuration)."""
+
+
+def check_run_id(run_id: str) -> str:
+    """A --run-id is one folder name inside OUT/<task>/<model>/, never a path out of it."""
+    bad = (not run_id or run_id.startswith(".") or any(c in run_id for c in "/\\\0")
+           or any(ord(c) < 32 for c in run_id))
+    if bad:
+        raise RunError(f"--run-id {run_id!r} is not a folder name: give a name without '/', '\\' or control "
+                       "characters that does not start with '.'")
+    return run_id
+
+
+def check_max_failed(max_failed: float) -> float:
+    """--max-failed: a share below 1 (0.5: half of the samples asked) or a whole number of samples."""
+    ok = math.isfinite(max_failed) and max_failed >= 0 and (max_failed < 1 or float(max_failed).is_integer())
+    if not ok:
+        raise RunError(f"--max-failed must be a share below 1 (0.5 = half of the samples asked) or a whole "
+                       f"number of samples (0, 1, 2, ...), got {max_failed:g}")
+    return max_failed
+
+
+def failure_limit(max_failed: float, n_asked: int) -> float:
+    """How many failed samples a session of `n_asked` samples may have under --max-failed."""
+    return max_failed * n_asked if max_failed < 1 else max_failed
+
+
+def check_max_cost(max_cost: float | None) -> float | None:
+    if max_cost is not None and not (math.isfinite(max_cost) and max_cost >= 0):
+        raise RunError(f"--max-cost must be a number of USD >= 0, got {max_cost:g}")
+    return max_cost
 
 
 @dataclass
@@ -45,8 +100,18 @@ class RunSpec:
     out: Path = Path("runs")
     run_id: str | None = None
     retry_failed: bool = True
-    max_cost: float | None = None  # USD; the run stops before a batch that would pass it
+    max_cost: float | None = None  # USD; checked before every batch (the first batch of a run is not known)
+    max_failed: float = DEFAULT_MAX_FAILED  # a share of this session's samples (< 1) or a count
     progress: bool = True
+
+    def check(self) -> None:
+        """The arguments that can be refused before anything is read or written."""
+        if self.batch_size < 1:
+            raise RunError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.run_id is not None:
+            check_run_id(self.run_id)
+        check_max_cost(self.max_cost)
+        check_max_failed(self.max_failed)
 
     def identity(self, data_root: Path, runtime_args: Sequence[str] = ()) -> dict[str, Any]:
         """What makes two runs the same run (and so the run id).
@@ -70,8 +135,24 @@ class RunSpec:
 class RunOutcome:
     run_dir: Path
     results: dict[str, Any]
-    n_new: int
-    stopped: str | None = None  # why the run stopped early (budget), else None
+    n_new: int  # records written by this session
+    stopped: str | None = None  # why the run stopped early (budget, or the model failing), else None
+    n_new_failed: int = 0  # failed records among them
+    failed_early: str | None = None  # the one error the model's first queries all failed with (not recorded)
+    max_failed: float = DEFAULT_MAX_FAILED
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def too_many_failed(self) -> bool:
+        return self.n_new_failed > failure_limit(self.max_failed, self.n_new)
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed_early is not None or self.too_many_failed:
+            return EXIT_FAILED
+        if self.stopped is not None:
+            return EXIT_BUDGET
+        return EXIT_OK
 
 
 def _rank(seed: int, sample_id: str) -> str:
@@ -142,8 +223,9 @@ class _ImageChecker:
         return None
 
 
-def process_batch(task: Any, model: Any, batch: Sequence[Sample], checker: _ImageChecker) -> list[Record]:
-    """Render, check, predict and record one batch; every sample yields exactly one Record."""
+
+def _process(task: Any, model: Any, batch: Sequence[Sample], checker: _ImageChecker) -> tuple[list[Record], set[str]]:
+    """Render, check, predict and record one batch: a Record per sample, and the ids the model was asked."""
     slots: list[Record | None] = []
     queries: list[Query] = []
     pending: list[tuple[int, Sample]] = []
@@ -161,17 +243,114 @@ def process_batch(task: Any, model: Any, batch: Sequence[Sample], checker: _Imag
     if queries:
         for (i, s), r in zip(pending, _predict(model, queries)):
             slots[i] = task.make_record(s, r)
-    return [r for r in slots if r is not None]
+    return [r for r in slots if r is not None], {s.id for _, s in pending}
+
+
+def process_batch(task: Any, model: Any, batch: Sequence[Sample], checker: _ImageChecker) -> list[Record]:
+    """Render, check, predict and record one batch; every sample yields exactly one Record."""
+    return _process(task, model, batch, checker)[0]
 
 
 def _cost(records: Sequence[Record]) -> float:
     return float(sum((r.usage or {}).get("cost_usd") or 0.0 for r in records))
 
 
+class _Budget:
+    """--max-cost, checked before every batch, resumed or not.
+
+    The next batch's cost is estimated from the records already paid for (this
+    session's and earlier sessions'); only a run's very first batch has no estimate.
+    """
+
+    def __init__(self, max_cost: float | None, records: Sequence[Record]) -> None:
+        self.max_cost = max_cost
+        self.spent = _cost(records)
+        self.n = len(records)
+
+    def add(self, records: Sequence[Record]) -> None:
+        self.spent += _cost(records)
+        self.n += len(records)
+
+    def stop_reason(self, n_next: int) -> str | None:
+        if self.max_cost is None:
+            return None
+        estimate = self.spent / self.n * n_next if self.n else 0.0
+        # a budget of 0 allows no batch at all, not even the first one, whose cost is unknown
+        if self.spent + estimate > self.max_cost or (self.max_cost == 0 and not self.n):
+            return (f"budget: ${self.spent:.4f} spent of ${self.max_cost:.4f}; the next batch (about "
+                    f"${estimate:.4f}) would pass it")
+        return None
+
+
+def budget_terms(max_cost: float | None, model_name: str, model: Any) -> dict[str, Any] | None:
+    """What --max-cost means for this model (config.json's session, results.json's `budget`).
+
+    A model without a price (a local model, an API model missing from the price table)
+    reports no cost, so a budget cannot stop it: that is said, not silently ignored.
+    """
+    if max_cost is None:
+        return None
+    if getattr(model, "price", None) is not None:
+        return {"max_cost_usd": max_cost, "enforced": True}
+    return {"max_cost_usd": max_cost, "enforced": False,
+            "note": f"--max-cost cannot be enforced: {model_name} has no price, so its cost is unknown "
+                    "(an API model: give -M price_in= and -M price_out=, USD per 1M tokens)"}
+
+
+class _FirstAnswers:
+    """Holds back the session's first model answers until they show that the model answers at all.
+
+    A bad API key, an unknown model name or no network fails every query with the same
+    error. Recorded, those failures would look like a result (every answer wrong) and a
+    permanent one (a 401 is not asked again on resume). So the first answers, at least
+    FIRST_ANSWERS of them (the first batch, unless it has fewer), are kept in memory: if
+    every one failed with one and the same error, the run stops and records none of them.
+    Samples that failed before reaching the model (an unreadable image) are recorded as usual.
+    """
+
+    def __init__(self, minimum: int = FIRST_ANSWERS) -> None:
+        self.minimum = minimum
+        self.held: list[Record] = []
+        self.answers: list[Record] = []
+        self.deciding = True
+        self.error: str | None = None  # set when the model failed every first answer with this error
+
+    def add(self, records: list[Record], asked: set[str]) -> list[Record]:
+        """Records that may be written now."""
+        if not self.deciding:
+            return records
+        self.held += records
+        self.answers += [r for r in records if r.id in asked]
+        if len(self.answers) < self.minimum:
+            return []
+        self.deciding = False
+        errors = {r.error for r in self.answers}
+        if len(errors) == 1 and None not in errors:
+            self.error = errors.pop()
+            answered = {r.id for r in self.answers}
+            keep = [r for r in self.held if r.id not in answered]
+        else:
+            keep = self.held
+        self.held = []
+        return keep
+
+    def release(self) -> list[Record]:
+        """What is still held when the run ends before a decision (fewer answers than the minimum)."""
+        out, self.held = self.held, []
+        return out
+
+
+@dataclass
+class _Session:
+    n_new: int = 0
+    n_failed: int = 0
+    stopped: str | None = None
+    failed_early: str | None = None
+
+
 def run(spec: RunSpec) -> RunOutcome:
-    data_root = (spec.data_root or default_data_root()).expanduser().resolve()
-    if spec.batch_size < 1:
-        raise RunError(f"--batch-size must be at least 1, got {spec.batch_size}")
+    spec.check()
+    data_root = resolve_data_root(spec.data_root)
     random.seed(spec.seed)
     registry.check_model(spec.model)
     task = registry.make_task(spec.task, **spec.task_args)
@@ -183,22 +362,38 @@ def run(spec: RunSpec) -> RunOutcome:
     if len(set(ids)) != len(ids):
         raise RunError(f"task {spec.task!r} yields duplicate sample ids; a reader bug")
     model = registry.make_model(spec.model, defaults={"seed": spec.seed}, **spec.model_args)
-    if getattr(model, "output", None) == SCORE:
-        samples += task.calibration_samples(data_root, samples)
+    try:
+        if getattr(model, "output", None) == SCORE:
+            samples += task.calibration_samples(data_root, samples)
+        return _run_model(spec, task, model, samples, data_root)
+    finally:
+        close = getattr(model, "close", None)
+        if callable(close):
+            close()
 
+
+def _run_model(spec: RunSpec, task: Any, model: Any, samples: list[Sample], data_root: Path) -> RunOutcome:
     identity = spec.identity(data_root, getattr(model, "runtime_args", ()))
     run_id = spec.run_id or stable_hash(identity)[:12]
     store = RunStore(Path(spec.out) / spec.task / spec.model / run_id)
+    budget = budget_terms(spec.max_cost, spec.model, model)
+    warnings = [budget["note"]] if budget and not budget["enforced"] else []
+    for w in warnings:  # said before the run starts, not only in the summary after it
+        print(f"adbench: warning: {w}", file=sys.stderr)
     with store.locked():
         config = _config(spec, task, model, identity, run_id, samples, store)
+        existing = store.load_records()  # a damaged samples.jsonl is refused before config.json changes
+        if budget is not None:
+            config["sessions"][-1]["budget"] = budget
         store.write_config(config)
-        outcome = _execute(spec, task, model, samples, store)
-        config["sessions"][-1].update(ended=now(), new_records=outcome.n_new, stopped=outcome.stopped)
+        enforced = spec.max_cost if budget and budget["enforced"] else None
+        session = _execute(spec, task, model, samples, store, existing, enforced)
+        config["sessions"][-1].update(ended=now(), new_records=session.n_new, new_failed=session.n_failed,
+                                      stopped=session.stopped)
         store.write_config(config)
-    close = getattr(model, "close", None)
-    if callable(close):
-        close()
-    return outcome
+        results = score_run(store, task, config, samples=samples)
+    return RunOutcome(store.dir, results, session.n_new, session.stopped, session.n_failed, session.failed_early,
+                      spec.max_failed, warnings)
 
 
 def _config(
@@ -220,6 +415,7 @@ def _config(
         "split_hash": (task_config.get("split") or {}).get("hash"),
         "samples_hash": stable_hash(sorted(s.id for s in samples)),
         "n_samples": len(samples),
+        "n_expected": sum(1 for s in samples if s.role != "calibration"),
         "environment": environment(),
         "sessions": [],
     }
@@ -240,44 +436,49 @@ def _config(
     return config
 
 
-def _execute(spec: RunSpec, task: Any, model: Any, samples: list[Sample], store: RunStore) -> RunOutcome:
-    existing = store.load_records()
+def _execute(spec: RunSpec, task: Any, model: Any, samples: list[Sample], store: RunStore,
+             existing: list[Record], max_cost: float | None) -> _Session:
     keep = [r for r in existing if not (spec.retry_failed and r.error is not None and r.retryable)]
     if len(keep) != len(existing):
         store.rewrite(keep)
     done = {r.id for r in keep}
     pending = [s for s in samples if s.id not in done]
     checker = _ImageChecker()
-    spent = _cost(keep)
-    stopped = None
-    n_new = 0
+    budget = _Budget(max_cost, keep)
+    first = _FirstAnswers()
+    session = _Session()
+
+    def write(records: list[Record]) -> None:
+        store.append(records)
+        session.n_new += len(records)
+        session.n_failed += sum(r.failed for r in records)
+
     bar = _progress(spec, total=len(samples), initial=len(samples) - len(pending))
     try:
         for start in range(0, len(pending), spec.batch_size):
             batch = pending[start : start + spec.batch_size]
-            if spec.max_cost is not None and n_new:
-                estimate = spent / max(len(done) + n_new, 1) * len(batch)
-                if spent + estimate > spec.max_cost:
-                    stopped = f"budget: ${spent:.4f} spent of ${spec.max_cost:.4f}; the next batch would pass it"
-                    break
-            records = process_batch(task, model, batch, checker)
-            store.append(records)
-            n_new += len(records)
-            spent += _cost(records)
+            session.stopped = budget.stop_reason(len(batch))
+            if session.stopped:
+                break
+            records, asked = _process(task, model, batch, checker)
+            budget.add(records)
+            write(first.add(records, asked))
+            if first.error is not None:
+                session.failed_early = first.error
+                session.stopped = (f"the model failed its first {len(first.answers)} queries, all with the "
+                                   f"same error (not recorded): {first.error}")
+                break
             if bar is not None:
                 bar.update(len(records))
                 postfix = {"failed": sum(r.failed for r in records)}
-                if spent:
-                    postfix["cost"] = f"${spent:.4f}"
+                if budget.spent:
+                    postfix["cost"] = f"${budget.spent:.4f}"
                 bar.set_postfix(postfix, refresh=False)
+        write(first.release())
     finally:
         if bar is not None:
             bar.close()
-    results = score_run(store, task, store.read_config(), samples=samples)
-    if stopped:
-        results["stopped"] = stopped
-        store.write_results(results)
-    return RunOutcome(store.dir, results, n_new, stopped)
+    return session
 
 
 def _progress(spec: RunSpec, total: int, initial: int) -> Any:
@@ -288,36 +489,113 @@ def _progress(spec: RunSpec, total: int, initial: int) -> Any:
     return tqdm(total=total, initial=initial, desc=f"{spec.model} on {spec.task}", unit="sample", file=sys.stderr)
 
 
-def score_run(
-    store: RunStore, task: Any, config: dict[str, Any], samples: Sequence[Sample] | None = None
-) -> dict[str, Any]:
-    """Recompute results.json from samples.jsonl (no inference)."""
-    records = store.load_records()
-    if samples is not None:
-        wanted = {s.id for s in samples}
-        records = [r for r in records if r.id in wanted]
-    scored = task.score(records)
+# -- results.json ------------------------------------------------------------------------------
+
+#: results.json keys build_results derives itself; any other key a results.json carries is kept on rescoring.
+DERIVED_KEYS = frozenset({"task", "model", "run_id", "metrics", "counts", "usage", "rules", "threshold_rule",
+                          "score_is_probability", "complete", "stopped", "budget", "failures"})
+#: How many distinct error texts results.json lists (most frequent first).
+TOP_ERRORS = 3
+
+
+def build_results(task: Any, config: dict[str, Any], records: Sequence[Record], run_id: str,
+                  previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """results.json from the Records and what config.json knows of the run: the one place that builds it,
+    for `adbench run` and `adbench score` alike.
+
+    Besides the metrics: `counts.n_expected` and `complete` (every sample recorded?),
+    `stopped` (why the last session ended early), `budget` (its --max-cost and whether it
+    could be enforced) and `failures` (the most frequent errors). A run whose config.json
+    predates a field keeps the value its previous results.json had (`previous`), and any
+    key of `previous` this function does not derive is carried over unchanged.
+    """
+    previous = previous or {}
+    results: dict[str, Any] = {"task": config["task"], "model": config["model"], "run_id": run_id,
+                               **task.score(records), "usage": _usage(records)}
+    if "rules" in results:
+        results["score_is_probability"] = bool(config.get("score_is_probability"))
+    counts = results["counts"]
+    prev_counts = previous.get("counts") if isinstance(previous.get("counts"), dict) else {}
+    n_expected = config.get("n_expected", prev_counts.get("n_expected"))
+    if n_expected is not None:
+        counts["n_expected"] = n_expected
+    if isinstance(config.get("n_samples"), int):
+        results["complete"] = len(records) >= config["n_samples"]
+    elif "complete" in previous:
+        results["complete"] = previous["complete"]
+    last = (config.get("sessions") or [{}])[-1]
+    for key, source in (("stopped", "stopped"), ("budget", "budget")):
+        if last.get(source):
+            results[key] = last[source]
+    errors = Counter(r.error for r in records if r.error is not None and r.role != "calibration")
+    if errors:
+        results["failures"] = [{"error": e, "n": n} for e, n in errors.most_common(TOP_ERRORS)]
+    for key, value in previous.items():
+        if key not in DERIVED_KEYS:
+            results.setdefault(key, value)
+    return results
+
+
+def _usage(records: Sequence[Record]) -> dict[str, float]:
     usage: dict[str, float] = defaultdict(float)
     for r in records:
         for k, v in (r.usage or {}).items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 usage[k] += v
-    results = {"task": config["task"], "model": config["model"], "run_id": store.dir.name, **scored,
-               "usage": dict(usage)}
-    if "rules" in results:
-        results["score_is_probability"] = bool(config.get("score_is_probability"))
+    return dict(usage)
+
+
+def _previous_results(store: RunStore) -> dict[str, Any]:
+    """The results.json being replaced, as far as it is readable (a damaged one is what rescoring fixes)."""
+    if not store.results_path.exists():
+        return {}
+    try:
+        previous = read_json(store.results_path)
+    except StoreError:
+        return {}
+    return previous if isinstance(previous, dict) else {}
+
+
+def score_run(
+    store: RunStore, task: Any, config: dict[str, Any], samples: Sequence[Sample] | None = None
+) -> dict[str, Any]:
+    """Recompute results.json from samples.jsonl (no inference) and write it; the caller holds the run's lock."""
+    records = store.load_records()
     if samples is not None:
-        results["counts"]["n_expected"] = sum(1 for s in samples if s.role != "calibration")
-        results["complete"] = len(records) == len(samples)
+        wanted = {s.id for s in samples}
+        records = [r for r in records if r.id in wanted]
+    results = build_results(task, config, records, store.dir.name, _previous_results(store))
     store.write_results(results)
     return results
 
 
-def rescore(run_dir: Path) -> dict[str, Any]:
-    """`adbench score RUN_DIR`: rebuild the task from config.json and rescore its Records."""
+@dataclass
+class Rescored:
+    results: dict[str, Any]
+    written: bool  # False: a run holds the lock; figures of a read-only snapshot, results.json untouched
+
+
+def rescore(run_dir: Path) -> Rescored:
+    """`adbench score RUN_DIR`: rebuild the task from config.json and rescore its Records.
+
+    With the run's lock free, score holds it (no run can start meanwhile), cuts a partial
+    last line and writes results.json. While a run holds the lock, score changes nothing:
+    it scores a read-only snapshot (the complete lines written so far) and leaves
+    results.json to the run, which writes it when it ends.
+    """
     store = RunStore(run_dir)
     if not store.config_path.exists():
         raise StoreError(f"{run_dir} is not a run directory (no config.json)")
-    config = store.read_config()
-    task = registry.make_task(config["task"], **config.get("task_args", {}))
-    return score_run(store, task, config)
+    try:
+        with store.locked():
+            config = store.read_config()
+            return Rescored(score_run(store, _task_of(config), config), True)
+    except RunBusy:
+        config = store.read_config()
+        records = store.load_records(repair=False)
+        return Rescored(build_results(_task_of(config), config, records, store.dir.name, _previous_results(store)),
+                        False)
+
+
+def _task_of(config: dict[str, Any]) -> Any:
+    return registry.make_task(config["task"], **config.get("task_args", {}))

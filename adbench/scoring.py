@@ -41,11 +41,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from adbench.answers import MMAD_LETTERS, mmad_answer
+from adbench.errors import UserError
 from adbench.metrics import (
     MetricError,
     accuracy,
@@ -58,7 +59,9 @@ from adbench.metrics import (
 from adbench.schema import Record
 
 ANOMALY_DETECTION = "Anomaly Detection"
-RULES = ("calibrated", "youden", "fixed")
+#: The headline decision rules for score-based models (`-T threshold=`; a number is the fixed threshold).
+ThresholdRule = Literal["calibrated", "youden", "fixed"]
+RULES: tuple[str, ...] = get_args(ThresholdRule)
 METRICS = ("strict", "mmad")
 
 #: MMAD's summary pools these question types into one.
@@ -286,7 +289,7 @@ def score_records(records: Sequence[Record], threshold: str | float = "calibrate
     fixed = float(threshold) if not isinstance(threshold, str) else 0.5
     rule = threshold if isinstance(threshold, str) else "fixed"
     if rule not in RULES:
-        raise ValueError(f"unknown threshold rule {threshold!r}: use one of {', '.join(RULES)} or a number")
+        raise UserError(f"unknown threshold rule {threshold!r}: use one of {', '.join(RULES)} or a number")
     decisions = threshold_decisions(evals, calibration, fixed=fixed)
     rules: dict[str, Any] = {}
     for name, d in decisions.items():
@@ -321,7 +324,7 @@ def require_mmad_figures(results: dict[str, Any]) -> None:
         ok = "qtypes_mmad" in results.get("metrics", {}).get("average", {})
     if not ok:
         name = results.get("run_id") or results.get("model")
-        raise ValueError(f"run {name!r} has no MMAD-rule figures in its results.json (scored by an older "
+        raise UserError(f"run {name!r} has no MMAD-rule figures in its results.json (scored by an older "
                          "adbench): run `adbench score RUN_DIR` first")
 
 
@@ -334,7 +337,7 @@ def record_correctness(
     MMAD's verdict, None for a record MMAD's rule drops.
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
+        raise UserError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     evals = [r for r in records if r.role != "calibration"]
     if "rules" not in result:
         judge: JudgeFn = _answer_correct if metric == "strict" else mmad_verdict

@@ -33,14 +33,19 @@ from typing import Any
 
 import numpy as np
 
+from adbench.errors import UserError
 from adbench.layouts import AVERAGE, ColumnGroups, Layout, column_groups, get_layout, run_figures
 from adbench.leaderboard import (
+    FAILED_MARK,
     FORMATS,
+    INCOMPLETE_MARK,
     ORACLE_NOTE,
     check_metric,
     load_results,
+    mark_notes,
     metric_note,
     run_labels,
+    run_status,
     run_variants,
 )
 from adbench.metrics import bootstrap_ci, mcnemar
@@ -72,6 +77,7 @@ class TableRow:
     published: bool = False
     run: RunVariant | None = None
     notes: list[str] = field(default_factory=list)
+    mark: str = ""  # a run's FAILED_MARK / INCOMPLETE_MARK, printed after the label (not part of its keys)
 
 
 @dataclass
@@ -107,7 +113,9 @@ class _Runs:
 
 
 def _norm(s: str) -> str:
-    return re.sub(r"\s+", " ", s.replace("†", "").replace("‡", "")).strip().casefold()
+    for mark in ("†", "‡", FAILED_MARK, INCOMPLETE_MARK):
+        s = s.replace(mark, "")
+    return re.sub(r"\s+", " ", s).strip().casefold()
 
 
 def _pct(v: float | None) -> float | None:
@@ -141,13 +149,12 @@ def _reference_rows(ref: ReferenceTable, layout: Layout) -> list[TableRow]:
 def _run_rows(layout: Layout, loaded: list[tuple[Path, dict[str, Any]]], metric: str) -> list[TableRow]:
     rows = []
     for (d, res), base in zip(loaded, run_labels(loaded)):
-        for rule, suffix in run_variants(res):
+        status = run_status(res)
+        for i, (rule, suffix) in enumerate(run_variants(res)):
             fig = run_figures(layout, res, rule, metric)
             label = base + suffix
             figures = {c: _pct(v) for c, v in fig.values.items()}
-            notes = list(fig.notes)
-            if not res.get("complete", True):
-                notes.append("incomplete run")
+            notes = list(fig.notes) + (status.notes() if i == 0 else [])  # one run's notes once
             rows.append(TableRow(
                 label=label,
                 group=RUN_GROUP,
@@ -158,6 +165,7 @@ def _run_rows(layout: Layout, loaded: list[tuple[Path, dict[str, Any]]], metric:
                 keys=(label,),
                 run=RunVariant(d, res, rule),
                 notes=notes,
+                mark=status.mark,
             ))
     return rows
 
@@ -181,18 +189,18 @@ def build_table(
     """
     check_metric(metric)
     if reference is not None and reference not in REFERENCES:
-        raise ValueError(f"unknown reference {reference!r}: use one of {', '.join(REFERENCES)}")
+        raise UserError(f"unknown reference {reference!r}: use one of {', '.join(REFERENCES)}")
     loaded = [(Path(d), load_results(Path(d))) for d in run_dirs]
     layout = get_layout(layout_name, [r for _, r in loaded])
     table = Table(layout, [], metric=metric)
     if reference is not None:
         if layout.reference is None:
-            raise ValueError(f"layout {layout.name!r} has no published reference table")
+            raise UserError(f"layout {layout.name!r} has no published reference table")
         table.reference = load_reference(layout.reference)
         table.rows += _reference_rows(table.reference, layout)
     table.rows += _run_rows(layout, loaded, metric)
     if not table.rows:
-        raise ValueError("nothing to show: give run directories, --reference paper, or both")
+        raise UserError("nothing to show: give run directories, --reference paper, or both")
     runs = _Runs()
     if ci:
         _add_intervals(table, runs, n_resamples, confidence, seed)
@@ -235,8 +243,8 @@ def find_row(rows: Sequence[TableRow], name: str) -> TableRow:
         return hits[0]
     choices = ", ".join(repr(r.keys[-1]) for r in (hits or rows))
     if hits:
-        raise ValueError(f"--compare {name!r} matches {len(hits)} rows; name one of: {choices}")
-    raise ValueError(f"--compare {name!r} matches no row; rows: {choices}")
+        raise UserError(f"--compare {name!r} matches {len(hits)} rows; name one of: {choices}")
+    raise UserError(f"--compare {name!r} matches no row; rows: {choices}")
 
 
 def _paired_p(table: Table, runs: _Runs, a: RunVariant, b: RunVariant) -> tuple[dict[str, float | None], str]:
@@ -314,7 +322,7 @@ def _body(table: Table, repeat_group: bool) -> list[list[str]]:
     for r in table.rows:
         group = r.group if (repeat_group or r.group != last) else ""
         last = r.group
-        body.append([group, r.label, *(r.descriptors.get(d, "") for d in table.layout.descriptors),
+        body.append([group, r.label + r.mark, *(r.descriptors.get(d, "") for d in table.layout.descriptors),
                      *(r.cells.get(c, "-") for c in table.layout.column_names),
                      *(r.cells.get(c, "-") for c in table.extra_columns), r.source])
     return body
@@ -331,6 +339,7 @@ def table_notes(table: Table) -> list[str]:
             notes.append(ref.note)
     if any(r.run is not None and r.run.rule == "youden" for r in table.rows):
         notes.append(ORACLE_NOTE)
+    notes.extend(mark_notes([r.mark for r in table.rows]))
     notes.extend(table.notes)
     notes.extend(f"{r.label}: {n}" for r in table.rows for n in r.notes)
     return notes
@@ -338,7 +347,8 @@ def table_notes(table: Table) -> list[str]:
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", "τ": r"$\tau$", "Δ": r"$\Delta$", "±": r"$\pm$"}
+                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", FAILED_MARK: r"\S{}", INCOMPLETE_MARK: r"\P{}",
+                  "τ": r"$\tau$", "Δ": r"$\Delta$", "±": r"$\pm$"}
 
 
 def latex_escape(text: str) -> str:
@@ -350,7 +360,7 @@ def render_table(table: Table, fmt: str = "markdown") -> str:
     (markdown; latex: a `%` comment); csv has no notes, so a last `Metric` column says it
     per row ("published" for published rows)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise UserError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
     header = _header(table)
     notes = table_notes(table)
     if fmt == "csv":

@@ -12,11 +12,17 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
+from adbench.args import ArgumentError
 from adbench.data.paths import DataError
 from adbench.schema import ANOMALOUS, NORMAL, Query, Record, Response, Sample
-from adbench.scoring import score_records
+from adbench.scoring import ThresholdRule, score_records
+
+#: `-T template=`: MMAD's two template lists.
+Template = Literal["random", "similar"]
+#: `-T threshold=`: a rule or a fixed threshold (a number).
+Threshold = ThresholdRule | float
 
 ANOMALY_DETECTION = "Anomaly Detection"
 
@@ -80,17 +86,17 @@ class QuestionTask:
         datasets: Sequence[str] | str | None = None,
         categories: Sequence[str] | str | None = None,
         shots: int = 1,
-        template: str = "random",
-        threshold: str | float = "calibrated",
+        template: Template = "random",
+        threshold: Threshold = "calibrated",
         calibration_per_group: int = 8,
         merge_qtypes: dict[str, str] | None = None,
         split_info: dict[str, Any] | None = None,
         args: dict[str, Any] | None = None,
     ) -> None:
         if shots < 0:
-            raise ValueError(f"shots must be >= 0, got {shots}")
-        if template not in ("random", "similar"):
-            raise ValueError(f"template must be 'random' or 'similar', got {template!r}")
+            raise ArgumentError(f"shots must be >= 0, got {shots}")
+        if template not in get_args(Template):
+            raise ArgumentError(f"template must be 'random' or 'similar', got {template!r}")
         self.name = name
         self.description = description
         self.reader = reader

@@ -9,6 +9,7 @@ It speaks enough of OpenAI's protocol for the official client (POST
     "500", "503"      server error
     "400", "404"      the request's fault (permanent)
     "401_echo"        authentication error whose message echoes the bearer token
+    "200_echo"        a normal answer whose text, model name and request id echo the bearer token
     "hang"            answer only after `hang_s` seconds (past the client's timeout)
     "malformed"       200 with a body that is not JSON
     "no_choices"      200 with JSON that is not a chat completion
@@ -125,6 +126,7 @@ class ChatServer:
         if fault == "no_choices":
             return self._send(h, 200, {"id": "x", "object": "chat.completion"})
         time.sleep(self.hang_s if fault == "hang" else self.delay)
+        echo = h.headers.get("Authorization", "").removeprefix("Bearer ") if fault == "200_echo" else ""
         content = body["messages"][-1]["content"]
         parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
         n_images = sum(p.get("type") == "image_url" for p in parts)
@@ -136,9 +138,10 @@ class ChatServer:
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": body.get("model"),
+            "model": f"{body.get('model')}{echo}",
             "system_fingerprint": "fp_test",
             "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": self.reply(body)}}],
+                         "message": {"role": "assistant",
+                                     "content": self.reply(body) + (f" (sent with key {echo})" if echo else "")}}],
             "usage": usage,
-        }, {"x-request-id": f"req-{len(self.requests)}"})
+        }, {"x-request-id": f"req-{len(self.requests)}{echo}"})

@@ -152,6 +152,7 @@ def test_a_bad_instruction_file_fails_before_any_model_loads(tmp_path):
     empty.write_text(" \n")
     with pytest.raises(ValueError, match=r"empty\.txt is empty"):
         make_prompting("mmad", prompt="mmad", instruction_file=str(empty))
+    (tmp_path / "data").mkdir()  # a --data-root must exist (issue 14); the demo suite is generated inside it
     proc = subprocess.run(
         [sys.executable, "-m", "adbench", "run", "--model", "qwen2.5-vl-7b", "-M", f"base={tmp_path / 'no-model'}",
          "-M", "prompt=mmad", "-M", f"instruction_file={missing}", "--task", "demo-binary", "--data-root",
@@ -171,7 +172,7 @@ def test_prompt_mmad_is_refused_with_the_adfm_protocol_and_its_options_without_i
         make_prompting("mmad", instruction_file="x.txt")
     with pytest.raises(ValueError, match="-M prompt must be one of task, mmad"):
         make_prompting("mmad", prompt="gpt")
-    with pytest.raises(ValueError, match="-M question_id must be true or false"):
+    with pytest.raises(ValueError, match="-M question_id: expected true or false, got 'maybe'"):
         make_prompting("mmad", prompt="mmad", question_id="maybe")
     # the adfm model asked MMAD's way gets MMAD's image budget and length, not the AD-FM recipe's
     adfm_mmad = registry.make_model("adfm", base=str(assets.base), protocol="mmad", prompt="mmad")

@@ -112,6 +112,18 @@ def test_permanent_faults_are_recorded_as_errors_and_not_retried(server, suite, 
     assert again.run_dir == o.run_dir and again.n_new == 0 and server.n_requests == 8
 
 
+def test_a_key_refused_mid_run_is_asked_again_on_resume(server, suite, tmp_path, secret):
+    """A 401/403 is not retried at once (no minutes of backoff), but it is no verdict on the sample either."""
+    server.faults.extend(["ok", "ok", "401_echo", "ok", "ok", "ok", "ok", "ok"])
+    o = api_run(server, suite, tmp_path, concurrency=1, max_retries=3)
+    failed = [r for r in records(o.run_dir) if r["error"]]
+    assert len(failed) == 1 and failed[0]["error"].startswith("HTTP 401") and failed[0]["retryable"] is True
+    assert server.n_requests == 8  # the 401 was asked once
+    again = api_run(server, suite, tmp_path, concurrency=1, max_retries=3)
+    assert again.n_new == 1 and server.n_requests == 9
+    assert not any(r["error"] for r in records(o.run_dir)) and again.results["counts"]["n_failed"] == 0
+
+
 def test_exhausted_retries_are_retryable_and_a_rerun_asks_only_those(server, suite, tmp_path, secret):
     server.faults.extend(["500"] * 4)
     o = api_run(server, suite, tmp_path, concurrency=1, max_retries=1)
@@ -164,6 +176,21 @@ def test_api_key_is_used_but_written_nowhere(server, suite, tmp_path, secret):
     assert len(files) > 8  # run files and cache entries were written
     for p in files:
         assert secret not in p.read_text(errors="replace"), p
+
+
+def test_a_successful_body_that_echoes_the_key_is_scrubbed_before_it_is_kept(server, suite, tmp_path, secret):
+    server.faults.extend(["200_echo", "200_echo"])
+    o = api_run(server, suite, tmp_path, concurrency=1, limit=4)
+    echoed = [r for r in records(o.run_dir) if "sent with key" in (r["text"] or "")]
+    assert len(echoed) == 2 and all(r["text"].endswith("(sent with key ***)") for r in echoed)
+    assert all(r["meta"]["model"] == "test-vlm***" and r["meta"]["request_id"].endswith("***") for r in echoed)
+    assert all(r["answer"] == "A" and r["error"] is None for r in echoed)  # the answer itself is kept
+    files = [p for d in (o.run_dir, tmp_path / "cache") for p in d.rglob("*") if p.is_file()]
+    assert any("sent with key ***" in p.read_text(errors="replace") for p in files if "cache" in p.parts)
+    for p in files:
+        assert secret not in p.read_text(errors="replace"), p
+    again = api_run(server, suite, tmp_path, concurrency=1, limit=4)  # answered from the cache
+    assert server.n_requests == 4 and all(secret not in (r["text"] or "") for r in records(again.run_dir))
 
 
 def test_key_comes_from_the_named_environment_variable_only(server, tmp_path, monkeypatch):
@@ -256,6 +283,7 @@ def test_default_layout_interleaves_the_tasks_segments(server, suite, tmp_path, 
 
 
 def test_cli_runs_openai_compatible_against_the_server(server, tmp_path, secret):
+    (tmp_path / "data").mkdir()  # a --data-root must exist; the demo suite is generated inside it on first use
     env = {**os.environ, "ADBENCH_CACHE": str(tmp_path / "cache"), "OPENAI_API_KEY": secret}
     cmd = [sys.executable, "-m", "adbench", "run", "--model", "openai-compatible",
            "-M", f"base_url={server.url}", "-M", "model=served-vlm", "-M", "backoff_base=0.01",
@@ -279,7 +307,7 @@ def test_openai_compatible_needs_base_url_and_model(secret):
         registry.make_model("openai-compatible", model="m")
     with pytest.raises(APIConfigError, match="model="):
         registry.make_model("openai-compatible", base_url="http://127.0.0.1:1/v1")
-    with pytest.raises(APIConfigError, match="-M cache must be true or false"):
+    with pytest.raises(ValueError, match="-M cache: expected true or false, got 'flase'"):  # adbench.args
         registry.make_model("openai-compatible", base_url="http://127.0.0.1:1/v1", model="m", cache="flase")
 
 

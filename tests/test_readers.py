@@ -275,3 +275,20 @@ def test_mmad_duplicate_keys_are_errors_not_last_wins(tmp_path):
     (d / "mmad.json").write_text(text.replace(key, entry + "\n }, " + key, 1))
     with pytest.raises(DataError, match="the key 'VisA/candle/test/bad/000.JPG' appears twice"):
         read_mmad(d)
+
+
+def test_symlinked_dataset_folders_are_followed_but_index_paths_cannot_escape(tmp_path):
+    """The rule docs/DATA.md states: links placed in the data root are followed; '..' in an index is refused."""
+    elsewhere = tmp_path / "elsewhere"
+    d = L.write_mmad(tmp_path / "root", per_category=1)
+    (d / "VisA").rename(elsewhere)
+    (d / "VisA").symlink_to(elsewhere, target_is_directory=True)
+    s = by_id(read_mmad(d))
+    visa = s["VisA/candle/test/bad/000.JPG#0"]
+    assert Path(visa.image).is_file() and Path(visa.mask).is_file()
+    assert Path(visa.image).resolve().is_relative_to(elsewhere)
+    index = json.loads((d / "mmad.json").read_text())
+    index["VisA/candle/test/bad/000.JPG"]["random_templates"] = ["../elsewhere/candle/train/good/0000.JPG"]
+    (d / "mmad.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="escapes the data root"):
+        read_mmad(d)

@@ -62,7 +62,7 @@ def test_mmad_shots_templates_and_narrowing(data):
         registry.make_task("mmad-binary", datasets="MVTec").samples(data)
     with pytest.raises(DataError, match="-T categories: nope not in the data; present: candle"):
         registry.make_task("mmad-binary", datasets="VisA", categories="nope").samples(data)
-    with pytest.raises(ValueError, match="-T split must be one of eval, train, all"):
+    with pytest.raises(ValueError, match="-T split: expected one of eval, train, all, got 'test'"):
         registry.make_task("mmad-binary", split="test")
 
 

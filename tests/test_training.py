@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +16,7 @@ from PIL import Image
 from adbench.models.qwen_vl import TRAINING_METADATA, trained_defaults
 from adbench.training.lora import LANGUAGE_LINEAR, VISION_PATTERN, LoraTargetError, assert_vision_frozen
 from adbench.training.recipes import load_recipe
+from adbench.training.resume import RECIPE_RECORD
 from adbench.training.variance import REWARDS, all_equal
 from tests.training_fixtures import FIRST_STEPS, copy_training, tiny_training
 from tests.vlm_fixtures import tiny_assets
@@ -117,8 +121,10 @@ def test_adbench_run_scores_the_trained_adapter(trained, tmp_path):
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    """A raised grpo.max_steps resumes the finished run and trains the extra step."""
     out = copy_training(tmp_path / "tiny")
     assert (out / "checkpoints" / f"checkpoint-{FIRST_STEPS}").is_dir()
+    adapter_before = (out / "adapter" / "adapter_model.safetensors").read_bytes()
     proc = _cli("train", "--recipe", "tiny", "--set", f"grpo.max_steps={FIRST_STEPS + 1}", "--out", str(out),
                 "--data-root", str(tiny_training().data_root), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -131,6 +137,136 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert meta["seconds"]["base_and_warmup"] < 5
     assert [h["step"] for h in meta["log_history"] if "reward" in h] == [1, 2, 3]  # history carried over
     assert (out / "checkpoints" / f"checkpoint-{FIRST_STEPS + 1}").is_dir()  # saved at the end
+    assert "already complete" not in proc.stderr
+    # the extra step learns: its learning rate is the new schedule's (linear to 0 at step 3: 1/3 of the peak),
+    # not the old one's end (0) that the checkpoint's optimizer state carries
+    lr = {h["step"]: h["learning_rate"] for h in meta["log_history"] if "learning_rate" in h}
+    assert lr[FIRST_STEPS + 1] == pytest.approx(load_recipe("tiny")["grpo"]["learning_rate"] / 3)
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() != adapter_before
+
+
+def _train_args(out: Path, *overrides: str) -> list[str]:
+    args = ["train", "--recipe", "tiny", "--out", str(out), "--data-root", str(tiny_training().data_root),
+            "--no-progress"]
+    for o in overrides:
+        args += ["--set", o]
+    return args
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    """Every file under `folder` and its SHA-256: what "nothing changed" compares."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_finished_run_is_already_complete_and_changes_nothing(tmp_path):
+    out = copy_training(tmp_path / "tiny")
+    before = _contents(out)
+    proc = _cli(*_train_args(out, f"grpo.max_steps={FIRST_STEPS}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already complete" in proc.stderr and str(out / "adapter") in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(out / "adapter")
+    assert _contents(out) == before  # adapter bytes, metadata, checkpoints: all as they were
+    # a lower target is complete too (it trained more than asked)
+    proc = _cli(*_train_args(out, f"grpo.max_steps={FIRST_STEPS - 1}"))
+    assert proc.returncode == 0 and "already complete" in proc.stderr
+    assert _contents(out) == before
+
+
+def test_an_epoch_target_is_complete_or_raised_by_the_epochs(tmp_path):
+    """Epoch-based targets: on 2 prompts an epoch is 2 GRPO steps."""
+    out = copy_training(tmp_path / "tiny", with_checkpoints=False)  # keeps the warmed-up base: GRPO only
+    shutil.rmtree(out / "adapter")
+    (out / RECIPE_RECORD).unlink()  # a new run of its own recipe in this folder
+    epochs = ["grpo.max_steps=-1", "data.limit=2"]
+    proc = _cli(*_train_args(out, *epochs, "grpo.num_train_epochs=1"))
+    assert proc.returncode == 0 and "2 GRPO steps" in proc.stderr, proc.stderr[-3000:]
+    before = _contents(out)
+    proc = _cli(*_train_args(out, *epochs, "grpo.num_train_epochs=1"))  # decided from the metadata
+    assert proc.returncode == 0 and "already complete (2 GRPO steps)" in proc.stderr, proc.stderr[-3000:]
+    assert _contents(out) == before
+    proc = _cli(*_train_args(out, *epochs, "grpo.num_train_epochs=2"))  # raised: two more steps
+    assert proc.returncode == 0 and "4 GRPO steps (2 this run, resumed from step 2)" in proc.stderr
+    after = _contents(out)
+    proc = _cli(*_train_args(out, *epochs, "grpo.num_train_epochs=2"))  # decided from the metadata
+    assert proc.returncode == 0 and "already complete (4 GRPO steps)" in proc.stderr
+    assert _contents(out) == after
+
+
+def test_continuing_a_run_with_another_recipe_is_refused(tmp_path):
+    """Only the length of training and bookkeeping may change on resume: anything else splices two trainings."""
+    out = copy_training(tmp_path / "tiny")
+    before = _contents(out)
+    proc = _cli(*_train_args(out, f"grpo.max_steps={FIRST_STEPS + 1}", "grpo.beta=0.1", "rewards.alpha=0.5"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and f"{out} holds a training run of another recipe" in proc.stderr
+    assert "grpo.beta: 0.04 -> 0.1" in proc.stderr and "rewards.alpha: 0.3 -> 0.5" in proc.stderr
+    assert "max_steps" not in proc.stderr.split("recipe (", 1)[1].split(")", 1)[0]  # a raised target is allowed
+    assert _contents(out) == before
+
+
+def test_a_run_killed_after_its_last_checkpoint_writes_the_adapter_without_training(tmp_path):
+    """Killed while the adapter was written (its metadata file comes last): the last checkpoint is the result."""
+    from safetensors.torch import load_file
+
+    out = copy_training(tmp_path / "tiny")
+    (out / "adapter" / TRAINING_METADATA).unlink()
+    weights = out / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    proc = _cli(*_train_args(out, f"grpo.max_steps={FIRST_STEPS}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "adapter" / TRAINING_METADATA).read_text())
+    assert meta["steps"]["global_step"] == FIRST_STEPS and meta["steps"]["this_session"] == 0
+    assert [h["step"] for h in meta["log_history"] if "reward" in h] == [1, 2]
+    assert not (out / "checkpoints" / f"checkpoint-{FIRST_STEPS + 1}").exists()  # no extra step
+    saved, ckpt = load_file(str(weights)), load_file(str(out / "checkpoints" / f"checkpoint-{FIRST_STEPS}" /
+                                                         "adapter_model.safetensors"))
+    assert saved.keys() == ckpt.keys() and all(saved[k].equal(ckpt[k]) for k in saved)
+
+
+#: Runs `adbench` and SIGKILLs it while TRL writes checkpoint-{step}: after the adapter files,
+#: before the optimizer, scheduler, RNG and trainer state. The kill is real; only its moment is chosen.
+KILL_WHILE_SAVING = """
+import os, signal, sys
+from transformers import Trainer
+save = Trainer._save_optimizer_and_scheduler
+def killed_midway(self, output_dir):
+    if output_dir.endswith("checkpoint-{step}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, output_dir)
+Trainer._save_optimizer_and_scheduler = killed_midway
+from adbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_resume_sets_aside_checkpoints_a_kill_left_incomplete(tmp_path):
+    out = copy_training(tmp_path / "tiny")
+    ckpts = out / "checkpoints"
+    args = _train_args(out, f"grpo.max_steps={FIRST_STEPS + 1}")
+    driver = tmp_path / "killed_while_saving.py"
+    driver.write_text(KILL_WHILE_SAVING.format(step=FIRST_STEPS + 1))
+    killed = subprocess.run([sys.executable, str(driver), *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    partial = ckpts / f"checkpoint-{FIRST_STEPS + 1}"
+    assert (partial / "adapter_model.safetensors").is_file() and not (partial / "trainer_state.json").exists()
+    # what a kill leaves at two other moments: a folder just created, and the trainer state (written last) cut short
+    (ckpts / "checkpoint-4").mkdir()
+    shutil.copytree(ckpts / f"checkpoint-{FIRST_STEPS}", ckpts / "checkpoint-5")
+    state = ckpts / "checkpoint-5" / "trainer_state.json"
+    state.write_text(state.read_text()[:200])
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for n in (FIRST_STEPS + 1, 4, 5):
+        assert f"checkpoint-{n} is incomplete" in proc.stderr
+        assert (out / "checkpoints.incomplete" / f"checkpoint-{n}").is_dir()
+    assert "resumed from step 2" in proc.stderr
+    meta = json.loads((out / "adapter" / TRAINING_METADATA).read_text())
+    assert meta["steps"]["global_step"] == FIRST_STEPS + 1
+    assert meta["steps"]["resumed_from"].endswith(f"checkpoint-{FIRST_STEPS}")
+    assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["checkpoint-2", "checkpoint-3"]
+    assert json.loads((ckpts / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
 
 
 def test_train_cli_errors_name_the_problem(tmp_path):

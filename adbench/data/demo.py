@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from adbench.errors import ExistingPathError, UserError
+
 DEMO_VERSION = 2  # bump whenever the generated files change (2: MMAD's real path fields)
 MARKER_NAME = ".adbench-demo.json"
 INDEX_NAME = "mmad.json"
@@ -513,11 +515,11 @@ def generate_demo(out_dir: Path, seed: int = 0, *, force: bool = False) -> Path:
     """
     out_dir = Path(out_dir)
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise UserError(f"seed must be >= 0, got {seed}")
     if not force and is_complete(out_dir, seed):
         return out_dir
     if out_dir.exists() and _marker(out_dir) is None and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not an adbench demo suite; not overwriting it")
+        raise ExistingPathError(f"{out_dir} exists and is not an adbench demo suite; not overwriting it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # mkdir (unlike mkdtemp) honours the umask, so the installed suite gets normal permissions
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from adbench.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """Malformed or unsafe dataset content; the message names the file and the entry."""
 
 
@@ -17,6 +19,30 @@ def default_data_root() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "adbench" / "data"
+
+
+def resolve_data_root(explicit: Path | None = None) -> Path:
+    """The data root a command uses: `explicit` (--data-root), else `$ADBENCH_DATA`, else the user cache.
+
+    A folder the user named (--data-root or $ADBENCH_DATA) must exist: a typo would
+    otherwise become a run that finds nothing, or a demo suite generated in an unexpected
+    place. Only the default cache folder may be missing (the demo tasks generate the
+    demo suite there on first use).
+    """
+    if explicit is not None:
+        root, source = Path(explicit), "--data-root"
+    elif os.environ.get("ADBENCH_DATA"):
+        root, source = default_data_root(), "$ADBENCH_DATA"
+    else:
+        return default_data_root().expanduser().resolve()
+    root = root.expanduser()
+    if root.is_dir():
+        return root.resolve()
+    what = "is a file, not a folder" if root.exists() else "does not exist"
+    raise DataError(
+        f"data root {root} ({source}) {what}: give the folder that holds your datasets, or create the demo suite "
+        f"there with `adbench data demo --out {root / 'demo'}` (or `adbench demo --data-root {root}`)"
+    )
 
 
 def resolve_inside(root: Path, rel: str, *, source: str, entry: str) -> Path:

@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from adbench.args import ArgumentError
 from adbench.data.layout import is_image
+from adbench.errors import UserError
 from adbench.images import ImageError, file_sha1, image_size, read_mask_pixels
 from adbench.schema import ANOMALOUS, Box, Sample
 
@@ -48,7 +50,7 @@ DEFAULT_KERNEL = 15
 DEFAULT_MIN_AREA = 16
 
 
-class BoxError(ValueError):
+class BoxError(UserError):
     """A mask that cannot be turned into boxes; the message names the file."""
 
 
@@ -61,9 +63,9 @@ class BoxParams:
 
     def __post_init__(self) -> None:
         if int(self.kernel) < 1:
-            raise ValueError(f"box kernel must be >= 1 pixel, got {self.kernel}")
+            raise ArgumentError(f"box kernel must be >= 1 pixel, got {self.kernel}")
         if int(self.min_area) < 1:
-            raise ValueError(f"box min_area must be >= 1 pixel, got {self.min_area}")
+            raise ArgumentError(f"box min_area must be >= 1 pixel, got {self.min_area}")
 
 
 def default_cache_dir(data_root: Path) -> Path:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adbench.args import ArgumentError
 from adbench.data.paths import DataError
 from adbench.jsonfile import read_json
 from adbench.schema import Sample
@@ -72,7 +73,7 @@ def n_train(n: int, fraction: float) -> int:
 def draw_split(units: Mapping[str, Stratum], seed: int = 0, fraction: float = TRAIN_FRACTION) -> dict[str, Any]:
     """The split file's content for image keys -> (dataset, category, label)."""
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"train fraction must be within [0, 1], got {fraction}")
+        raise ArgumentError(f"train fraction must be within [0, 1], got {fraction}")
     strata: dict[Stratum, list[str]] = defaultdict(list)
     for key, stratum in units.items():
         strata[stratum].append(key)

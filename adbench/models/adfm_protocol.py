@@ -39,6 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adbench.args import ArgumentError
 from adbench.schema import ANOMALOUS, NORMAL, PARSED, UNPARSED, Box, Query
 
 MULTI_STAGE = "multi"
@@ -77,7 +78,7 @@ NO_WORDS = frozenset({"no", "normal", "good", "defect free", "non defective", "n
 
 def _check_stages(stages: str) -> tuple[str, ...]:
     if stages not in STAGE_TAGS:
-        raise ValueError(f"stages must be {MULTI_STAGE!r} or {ONE_STAGE!r}, got {stages!r}")
+        raise ArgumentError(f"stages must be {MULTI_STAGE!r} or {ONE_STAGE!r}, got {stages!r}")
     return STAGE_TAGS[stages]
 
 

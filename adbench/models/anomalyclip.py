@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from adbench.args import ArgumentError
+from adbench.errors import UserError
 from adbench.model import SCORE, Model
 from adbench.models.backbones import file_sha256, load_state_dict
 from adbench.models.clip_common import (
@@ -58,6 +60,7 @@ from adbench.models.clip_common import (
     vit_run,
     vit_tokens,
 )
+from adbench.models.weights import MissingWeightsError, UnsafeCheckpointError
 from adbench.schema import Query, Response
 
 RELEASE_URL = "https://github.com/zqhang/AnomalyCLIP (checkpoints/9_12_4_multiscale/epoch_15.pth)"
@@ -68,7 +71,7 @@ PROMPT_STATES = {"pos": "object.", "neg": "damaged object."}
 EMBEDDING_ATOL = 2e-3
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A prompt checkpoint that does not match what AnomalyCLIP expects; names the file."""
 
 
@@ -98,6 +101,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The prompt learner's state dict from a release-style file ({"prompt_learner": ...}) or a flat one."""
     try:
         return load_state_dict(path, "AnomalyCLIP prompt checkpoint", wrapper_keys=("prompt_learner",))
+    except (MissingWeightsError, UnsafeCheckpointError):
+        raise  # absent, or a pickle named .safetensors: already the precise error
     except ValueError as e:
         raise CheckpointError(str(e)) from e
 
@@ -183,16 +188,16 @@ class AnomalyCLIPModel(Model):
         seed: int = 0,
     ):
         if not prompt_checkpoint:
-            raise ValueError(
+            raise ArgumentError(
                 "anomalyclip needs -M prompt_checkpoint=PATH: the learned prompt file of the AnomalyCLIP "
                 f"release, {RELEASE_URL}"
             )
         if float(temperature) <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ArgumentError(f"temperature must be > 0, got {temperature}")
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
         if min(int(n_ctx), int(t_n_ctx)) < 1 or int(depth) < 1 or int(t_n_ctx) > int(n_ctx):
-            raise ValueError(f"bad prompt design n_ctx={n_ctx}, depth={depth}, t_n_ctx={t_n_ctx}")
+            raise ArgumentError(f"bad prompt design n_ctx={n_ctx}, depth={depth}, t_n_ctx={t_n_ctx}")
         self.checkpoint_path = str(prompt_checkpoint)
         self.image_size = int(image_size)
         self.temperature = float(temperature)
@@ -209,10 +214,10 @@ class AnomalyCLIPModel(Model):
         check_vit(self.clip, "anomalyclip")
         layers = len(self.clip.transformer.resblocks)
         if self.depth > layers:
-            raise ValueError(f"prompt depth {self.depth} exceeds the {layers} text layers of {model}")
+            raise ArgumentError(f"prompt depth {self.depth} exceeds the {layers} text layers of {model}")
         patch = self.clip.visual.patch_size[0]
         if self.image_size < patch:
-            raise ValueError(f"image_size {self.image_size} is smaller than one {patch}-pixel patch")
+            raise ArgumentError(f"image_size {self.image_size} is smaller than one {patch}-pixel patch")
         self.text_features = self._learned_text(state)  # (2, D): normal, anomalous
         self._checkpoint_sha256: str | None = None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
@@ -41,11 +42,11 @@ class ImageEncoding:
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
-            raise ValueError(f"-M image_format must be one of {sorted(FORMATS)}, got {self.format!r}")
+            raise ArgumentError(f"-M image_format must be one of {sorted(FORMATS)}, got {self.format!r}")
         if self.max_side is not None and int(self.max_side) < 1:
-            raise ValueError(f"-M max_side must be a positive number of pixels, got {self.max_side!r}")
+            raise ArgumentError(f"-M max_side must be a positive number of pixels, got {self.max_side!r}")
         if not 1 <= int(self.quality) <= 100:
-            raise ValueError(f"-M jpeg_quality must be in 1..100, got {self.quality!r}")
+            raise ArgumentError(f"-M jpeg_quality must be in 1..100, got {self.quality!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

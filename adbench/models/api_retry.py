@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from adbench.args import ArgumentError
+
 #: HTTP statuses worth asking again: timeout, rate limit, server faults.
 TRANSIENT_STATUSES = frozenset({408, 429})
 
@@ -22,6 +24,16 @@ TRANSIENT_STATUSES = frozenset({408, 429})
 def is_transient_status(status: int) -> bool:
     """429 (rate limit), 408 (request timeout) and every 5xx; any other 4xx is the request's fault."""
     return status in TRANSIENT_STATUSES or status >= 500
+
+
+#: Refusals of the credentials, not of the request: not worth retrying now, but the
+#: same request may well succeed once the key or its permissions are fixed.
+CREDENTIAL_STATUSES = frozenset({401, 403})
+
+
+def ask_again_on_resume(status: int) -> bool:
+    """Whether a failure with this HTTP status is asked again when the run is resumed."""
+    return is_transient_status(status) or status in CREDENTIAL_STATUSES
 
 
 def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -67,9 +79,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if int(self.max_retries) < 0:
-            raise ValueError(f"-M max_retries must be >= 0, got {self.max_retries!r}")
+            raise ArgumentError(f"-M max_retries must be >= 0, got {self.max_retries!r}")
         if float(self.backoff_base) < 0 or float(self.backoff_max) < 0:
-            raise ValueError(f"-M backoff_base / backoff_max must be >= 0, got {self.backoff_base!r}, {self.backoff_max!r}")
+            raise ArgumentError(f"-M backoff_base / backoff_max must be >= 0, got {self.backoff_base!r}, {self.backoff_max!r}")
 
     def delay(self, retry: int, retry_after: float | None = None, rng: random.Random | None = None) -> float | None:
         """Seconds to wait before retry number `retry` (1-based); None when the server asks for too long.

@@ -26,6 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from adbench.args import ArgumentError
+from adbench.errors import UserError
+from adbench.models.weights import check_weights_file
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,11 +48,10 @@ def load_state_dict(path: str | Path, what: str = "backbone weights",
 
     Never unpickles code. `wrapper_keys` unwrap checkpoints that nest the tensors one
     level down (`{"state_dict": {...}}`, AnomalyCLIP's `{"prompt_learner": {...}}`).
-    Errors name the file: FileNotFoundError when absent, ValueError when not tensors.
+    Errors name the file (all UserErrors): MissingWeightsError (a FileNotFoundError) when
+    absent, UnsafeCheckpointError for a `.safetensors` file that is not one, else not tensors.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} file not found: {p}")
+    p = check_weights_file(path, what)  # absent: MissingWeightsError; a pickle named .safetensors: refused by name
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -56,12 +59,12 @@ def load_state_dict(path: str | Path, what: str = "backbone weights",
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickled code, corrupt files: one clear error
-        raise ValueError(f"{p}: cannot read as a tensor checkpoint (torch.load weights_only): {e}") from e
+        raise UserError(f"{p}: cannot read as a tensor checkpoint (torch.load weights_only): {e}") from e
     for key in wrapper_keys:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{p}: expected a dict of tensors (a state dict), got {type(obj).__name__}")
+        raise UserError(f"{p}: expected a dict of tensors (a state dict), got {type(obj).__name__}")
     return dict(obj)
 
 
@@ -198,7 +201,7 @@ def _build_wide_resnet50(weights: str | None, image_size: int) -> Backbone:
     from torchvision.models import wide_resnet50_2
 
     if weights is None:
-        raise ValueError(
+        raise UserError(
             "backbone 'wide_resnet50' needs a local weights file: pass -M weights=PATH with torchvision's "
             f"wide_resnet50_2 ImageNet state dict (e.g. {WIDE_RESNET50_WEIGHTS_URL})"
         )
@@ -206,7 +209,7 @@ def _build_wide_resnet50(weights: str | None, image_size: int) -> Backbone:
     state = load_state_dict(weights)
     missing, unexpected = (sorted(set(net.state_dict()) - set(state)), sorted(set(state) - set(net.state_dict())))
     if missing or unexpected:
-        raise ValueError(
+        raise UserError(
             f"{weights}: not a torchvision wide_resnet50_2 state dict "
             f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
@@ -214,7 +217,7 @@ def _build_wide_resnet50(weights: str | None, image_size: int) -> Backbone:
     try:
         net.load_state_dict(state, strict=True)  # also checks every tensor's shape
     except RuntimeError as e:
-        raise ValueError(f"{weights}: does not fit torchvision's wide_resnet50_2: {e}") from e
+        raise UserError(f"{weights}: does not fit torchvision's wide_resnet50_2: {e}") from e
     return WideResNet50(net, weights, {"torchvision": torchvision.__version__})
 
 
@@ -231,5 +234,5 @@ def available() -> list[str]:
 def build_backbone(name: str, weights: str | Path | None = None, image_size: int = 224) -> Backbone:
     """Build the named backbone in eval mode; `weights` is an optional local weights file."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}. Valid backbones: {', '.join(available())}")
+        raise ArgumentError(f"unknown backbone {name!r}. Valid backbones: {', '.join(available())}")
     return BACKBONES[name](None if weights is None else str(weights), int(image_size))

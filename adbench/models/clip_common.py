@@ -31,8 +31,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from adbench.args import ArgumentError
+from adbench.errors import MissingDependencyError, MissingFileError, UserError
 from adbench.images import ImageError, load_image
 from adbench.jsonfile import read_json
+from adbench.models.weights import check_weights_file, require_hub_file
 
 #: CLIP's image normalisation (OpenAI's statistics; the LAION-trained tags use the same).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -59,19 +62,39 @@ def _register_config_file(path: Path) -> str:
     import open_clip
 
     if not path.is_file():
-        raise FileNotFoundError(f"open_clip model config file not found: {path}")
-    cfg = read_json(path, ValueError, "open_clip model config file")
+        raise MissingFileError(f"open_clip model config file not found: {path}")
+    cfg = read_json(path, UserError, "open_clip model config file")
     if not isinstance(cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(cfg):
-        raise ValueError(f"{path}: not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)")
+        raise UserError(f"{path}: not an open_clip model config (needs embed_dim, vision_cfg, text_cfg)")
     name = path.stem
     existing = open_clip.get_model_config(name)
     if existing is not None and existing != cfg:
-        raise ValueError(
+        raise UserError(
             f"{path}: its name {name!r} is already an open_clip model with another configuration; rename the file"
         )
     if existing is None:
         open_clip.add_model_config(path)
     return name
+
+
+def _require_pretrained(name: str, tag: str) -> None:
+    """An open_clip pretrained tag whose file is neither cached nor downloadable now fails at once, with the remedies.
+
+    open_clip would ask the hub for it with retries (about 50 s without a network) before failing.
+    """
+    import open_clip
+
+    hub = (open_clip.get_pretrained_cfg(name, tag) or {}).get("hf_hub")
+    if not hub:
+        return  # an unknown tag (open_clip names it) or a plain URL (no retries)
+    repo_id, filename = os.path.split(hub)  # as open_clip reads it: "org/repo/" names its default file
+    filename = filename or "open_clip_pytorch_model.bin"
+    # open_clip prefers a safetensors copy of the file when the repository has one
+    safe = "open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin" else \
+        str(Path(filename).with_suffix(".safetensors"))
+    require_hub_file(f"the weights file of open_clip pretrained tag {tag!r} for {name!r} (hub {repo_id!r})", repo_id,
+                     [safe, filename], "-M weights=PATH (a local open_clip weights file, e.g. "
+                     f"{safe} from {repo_id})")
 
 
 def build_clip(
@@ -90,7 +113,7 @@ def build_clip(
     try:
         import open_clip
     except ImportError as e:
-        raise ImportError("the CLIP baselines need open_clip: pip install 'adbench[clip]'") from e
+        raise MissingDependencyError("the CLIP baselines need open_clip: pip install 'adbench[clip]'") from e
 
     name = model
     config_file = None
@@ -98,19 +121,17 @@ def build_clip(
         config_file = Path(model)
         name = _register_config_file(config_file)
     elif model not in open_clip.list_models():
-        raise ValueError(
+        raise ArgumentError(
             f"unknown open_clip model {model!r}: give an open_clip model name (see open_clip.list_models()) "
             "or the path of a model config .json file"
         )
     if weights is not None:
-        weights_path = Path(weights)
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"CLIP weights file not found: {weights_path}")
-        source: str | None = str(weights_path)
+        source: str | None = str(check_weights_file(weights, "CLIP weights"))
     elif pretrained is None or str(pretrained).lower() in RANDOM_INIT:
         source = None
     else:
         source = str(pretrained)
+        _require_pretrained(name, source)
     with torch.random.fork_rng(devices=[]):  # random init is seeded, and leaves the global RNG alone
         torch.manual_seed(seed)
         try:
@@ -118,7 +139,7 @@ def build_clip(
         except (RuntimeError, ValueError, KeyError, OSError) as e:
             what = f"weights file {source}" if weights is not None else f"pretrained tag {source!r}"
             hint = "" if weights is not None else " (not in open_clip's cache and no network? pass -M weights=PATH)"
-            raise ValueError(f"cannot load {what} into open_clip model {name!r}{hint}: {e}") from e
+            raise UserError(f"cannot load {what} into open_clip model {name!r}{hint}: {e}") from e
     clip.eval()
     for p in clip.parameters():
         p.requires_grad_(False)
@@ -142,13 +163,13 @@ def check_vit(clip: Any, who: str) -> None:
 
     visual = getattr(clip, "visual", None)
     if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None or visual.pool_type != "tok":
-        raise ValueError(f"{who} needs an open_clip ViT image tower with class-token pooling")
+        raise UserError(f"{who} needs an open_clip ViT image tower with class-token pooling")
     if visual.final_ln_after_pool or visual.proj is None:
-        raise ValueError(f"{who} needs an open_clip ViT with ln_post before pooling and a projection")
+        raise UserError(f"{who} needs an open_clip ViT with ln_post before pooling and a projection")
     if getattr(clip, "text_pool_type", None) != "argmax" or getattr(clip, "attn_mask", None) is None:
-        raise ValueError(f"{who} needs an open_clip text tower with a causal mask and end-of-text pooling")
+        raise UserError(f"{who} needs an open_clip text tower with a causal mask and end-of-text pooling")
     if not clip.transformer.batch_first:
-        raise ValueError(f"{who} needs open_clip >= 2.23 (batch-first transformers)")
+        raise UserError(f"{who} needs open_clip >= 2.23 (batch-first transformers)")
 
 
 # --------------------------------------------------------------------------- images

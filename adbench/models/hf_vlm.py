@@ -22,9 +22,15 @@ the current one generates), `prepare_threads` (images of a call decoded in paral
 fixed `pad_to_multiple_of` limits recompilation); Qwen2.5-VL adds `engine=fast`.
 
 Safety: weights are loaded from safetensors only (`use_safetensors=True`; a local
-folder without `.safetensors` files is refused before anything is read), LoRA adapters
-only from `adapter_model.safetensors`, and remote code runs only with an explicit
-`trust_remote_code=True`.
+folder without `.safetensors` files, or whose `.safetensors` files are not safetensors,
+is refused before anything is read), LoRA adapters only from a real
+`adapter_model.safetensors`, and remote code runs only with an explicit
+`trust_remote_code=True` (`adbench.models.weights`).
+
+Missing weights: `-M base=` is found locally first (a folder, or the hub id's snapshot
+in the Hugging Face cache, read without a hub request); a model that is not there and
+cannot be downloaded now is a one-line error naming it and the remedies, in seconds
+(`weights.locate_pretrained`).
 """
 
 from __future__ import annotations
@@ -39,50 +45,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
 from adbench.model import GENERATIVE, Model
 from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting, template_reads
+from adbench.models.weights import (  # noqa: F401 - UnsafeCheckpointError, check_safetensors_folder: public here too
+    UnsafeCheckpointError,
+    check_adapter_folder,
+    check_safetensors_folder,
+    locate_pretrained,
+)
 from adbench.schema import Query, Response
 
 DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
 CACHES = ("dynamic", "static")
-
-
-class UnsafeCheckpointError(ValueError):
-    """A checkpoint that could only be loaded by unpickling (.bin/.pt), or a missing one."""
-
-
-def check_safetensors_folder(folder: str | Path, what: str = "model") -> None:
-    """Refuse a local folder whose weights are not safetensors (pickled weights can run code)."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise UnsafeCheckpointError(f"{what} folder not found: {path}")
-    if any(path.glob("*.safetensors")):
-        return
-    pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
-    if pickled:
-        raise UnsafeCheckpointError(
-            f"{what} folder {path} holds only pickled weights ({', '.join(pickled[:3])}); adbench loads "
-            "safetensors only. Convert it (e.g. load once in a trusted environment and save_pretrained with "
-            "safe_serialization=True)."
-        )
-    raise UnsafeCheckpointError(f"{what} folder {path} has no .safetensors weights")
-
-
-def check_adapter_folder(folder: str | Path) -> Path:
-    """A PEFT adapter folder with adapter_config.json and adapter_model.safetensors."""
-    path = Path(folder).expanduser()
-    if not path.is_dir():
-        raise UnsafeCheckpointError(f"adapter folder not found: {path}")
-    if not (path / "adapter_config.json").is_file():
-        raise UnsafeCheckpointError(f"adapter folder {path} has no adapter_config.json (not a PEFT adapter)")
-    if not (path / "adapter_model.safetensors").is_file():
-        found = sorted(p.name for p in path.iterdir())
-        raise UnsafeCheckpointError(
-            f"adapter folder {path} has no adapter_model.safetensors (found: {', '.join(found) or 'nothing'}); "
-            "adbench loads adapters from safetensors only"
-        )
-    return path
 
 
 def generation_defaults(generation: Any) -> dict[str, Any]:
@@ -122,7 +98,7 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ArgumentError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return getattr(torch, dtype)
@@ -216,13 +192,13 @@ class HFVisionLanguageModel(Model):
         _components: tuple[Any, Any] | None = None,
     ) -> None:
         if int(max_new_tokens) < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+            raise ArgumentError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
         if cache not in CACHES:
-            raise ValueError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
+            raise ArgumentError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
         if protocol == "adfm" and not self.supports_boxes():
-            raise ValueError(f"protocol 'adfm' needs a model whose box frame adbench knows (Qwen2.5-VL); "
+            raise ArgumentError(f"protocol 'adfm' needs a model whose box frame adbench knows (Qwen2.5-VL); "
                              f"{type(self).__name__} has none")
         # before anything is loaded: a bad -M prompt or unreadable instruction file fails fast
         self.prompting: MMADPrompting | ADFMPrompting = make_prompting(
@@ -269,16 +245,17 @@ class HFVisionLanguageModel(Model):
         return {}
 
     def _load(self) -> tuple[Any, Any]:
+        # a checked local folder (the hub cache's snapshot of a cached hub id), or a hub id the hub can give now;
+        # otherwise a one-line error naming the model, at once (adbench.models.weights)
+        source = locate_pretrained(self.base, "base model", "-M base=DIR")
         import transformers
 
-        if is_local(self.base):
-            check_safetensors_folder(Path(self.base).expanduser(), "base model")
         cls = getattr(transformers, self.model_class_name)
         kwargs: dict[str, Any] = dict(dtype=self.dtype, use_safetensors=True,
                                       trust_remote_code=self.trust_remote_code)
         if self.attn_implementation:
             kwargs["attn_implementation"] = self.attn_implementation
-        model = cls.from_pretrained(self.base, **kwargs)
+        model = cls.from_pretrained(source, **kwargs)
         if self.adapter:
             from peft import PeftModel
 
@@ -286,7 +263,7 @@ class HFVisionLanguageModel(Model):
         model.to(self.device)
         model.eval()
         processor = transformers.AutoProcessor.from_pretrained(
-            self.base, trust_remote_code=self.trust_remote_code, **self._processor_load_kwargs())
+            source, trust_remote_code=self.trust_remote_code, **self._processor_load_kwargs())
         return model, processor
 
     @classmethod
@@ -559,7 +536,7 @@ class GenericVLM(HFVisionLanguageModel):
 
     def __init__(self, base: str, family: str = "generic", **kwargs: Any) -> None:
         if family == "internvl-remote":
-            raise ValueError(
+            raise ArgumentError(
                 f"{base} exists only as remote code, which the transformers backend does not run; "
                 "use -M backend=vllm (vLLM implements InternVL2) with -M trust_remote_code=true"
             )
@@ -577,7 +554,7 @@ def check_args(cls: type, kwargs: dict[str, Any], label: str) -> None:
     accepted = {a for a in accepted if not a.startswith("_")}
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(f"{label} does not take -M {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}")
+        raise ArgumentError(f"{label} does not take -M {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}")
 
 
 def make_generic(preset: str | None = None, backend: str = "transformers", **kwargs: Any) -> Any:
@@ -585,7 +562,7 @@ def make_generic(preset: str | None = None, backend: str = "transformers", **kwa
     spec = dict(PRESETS[preset]) if preset else {}
     spec.update(kwargs)
     if "base" not in spec:
-        raise ValueError("hf-vlm needs -M base=<hub id or local folder>")
+        raise ArgumentError("hf-vlm needs -M base=<hub id or local folder>")
     spec.setdefault("name", preset or "hf-vlm")
     if backend == "vllm":
         from adbench.models.vllm_backend import VLLMModel
@@ -593,7 +570,7 @@ def make_generic(preset: str | None = None, backend: str = "transformers", **kwa
         check_args(VLLMModel, spec, f"{spec['name']} (backend=vllm)")
         return VLLMModel(**spec)
     if backend != "transformers":
-        raise ValueError(f"backend must be 'transformers' or 'vllm', got {backend!r}")
+        raise ArgumentError(f"backend must be 'transformers' or 'vllm', got {backend!r}")
     check_args(GenericVLM, spec, spec["name"])
     return GenericVLM(**spec)
 

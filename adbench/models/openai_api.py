@@ -14,13 +14,16 @@ What the adapter adds to the client:
 - Its own retries (the client's are turned off): exponential backoff with jitter that
   honours `Retry-After`, on 429, 408, 5xx, connection errors, timeouts (`-M timeout=`)
   and malformed bodies. After the last retry the Response carries the error with
-  `retryable=True`, so the next run of the same command asks again; other 4xx answers
-  are the request's fault and are recorded as permanent errors. Never a placeholder answer.
+  `retryable=True`, so the next run of the same command asks again; so does a 401/403
+  (a key or permission problem, not retried now but asked again once it is fixed); other
+  4xx answers are the request's fault and are recorded as permanent errors. Never a
+  placeholder answer.
 - A response cache on disk keyed by the full request (see api_cache.py).
 - Token usage and cost per sample from a dated price table (see prices.py).
 - The API key is read from the environment (`OPENAI_API_KEY`, or the variable named by
   `-M api_key_env=`) and kept in memory only: it is not part of config(), and error
-  texts are scrubbed of it before they are recorded.
+  texts and response bodies (a 200 body can echo it too) are scrubbed of it before they
+  are recorded or cached.
 
 `-M mmad=true` mirrors MMAD's GPT-4o evaluation script (jam-cc/MMAD,
 evaluation/examples/GPT4/gpt4o.py) so published MMAD numbers are comparable: every
@@ -42,11 +45,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from adbench.answers import parse_option
+from adbench.errors import UserError
 from adbench.images import ImageError
 from adbench.model import GENERATIVE, Model
 from adbench.models.api_cache import KEY_VERSION, ResponseCache, default_cache_dir, request_key
 from adbench.models.api_images import ImageEncoding, content_hash, data_url
-from adbench.models.api_retry import RetryPolicy, is_transient_status, parse_retry_after
+from adbench.models.api_retry import RetryPolicy, ask_again_on_resume, is_transient_status, parse_retry_after
 from adbench.models.prices import Price, resolve_price
 from adbench.models.prompting import MMAD_INSTRUCTION, parse_flag, read_instruction
 from adbench.schema import UNPARSED, Query, Response
@@ -77,7 +81,7 @@ MMAD_SETTINGS: dict[str, Any] = {
 }
 
 
-class APIConfigError(ValueError):
+class APIConfigError(UserError):
     """A missing API key, base URL or model name; the message says which -M argument or variable."""
 
 
@@ -265,6 +269,20 @@ class OpenAIChatModel(Model):
             text = text.replace(self._secret, "***")
         return text
 
+    def _scrub_body(self, body: Any) -> Any:
+        """A parsed response body with the key removed from every string in it.
+
+        A successful (200) body can echo the key too (a misconfigured proxy, a model
+        that repeats its request), and bodies go into samples.jsonl and the cache.
+        """
+        if isinstance(body, str):
+            return self._scrub(body)
+        if isinstance(body, list):
+            return [self._scrub_body(v) for v in body]
+        if isinstance(body, dict):
+            return {self._scrub(k): self._scrub_body(v) for k, v in body.items()}
+        return body
+
     # -- requests --------------------------------------------------------------------
     def _content(self, query: Query, image_url: Callable[[str], str]) -> list[dict[str, Any]]:
         def image(path: str) -> dict[str, Any]:
@@ -349,15 +367,15 @@ class OpenAIChatModel(Model):
                 raw = self._client.chat.completions.with_raw_response.create(**body)
                 latency = time.perf_counter() - started
                 try:
-                    payload = json.loads(raw.http_response.text)
+                    payload = self._scrub_body(json.loads(raw.http_response.text))
                     reply = extract_reply(payload)
                 except (ValueError, MalformedResponse) as e:
                     raise MalformedResponse(f"malformed response body: {e}") from e
             except openai.APIStatusError as e:
                 status = e.status_code
                 error = self._scrub(f"HTTP {status}: {e.message}")
-                if not is_transient_status(status):
-                    return Response.failure(error, retryable=False, usage={"requests": requests})
+                if not is_transient_status(status):  # not retried now; a 401/403 is asked again on resume
+                    return Response.failure(error, retryable=ask_again_on_resume(status), usage={"requests": requests})
                 retry_after = parse_retry_after(dict(e.response.headers))
                 continue
             except openai.APITimeoutError:
@@ -377,7 +395,8 @@ class OpenAIChatModel(Model):
                 continue
             if self.cache is not None:
                 self.cache.put(key, description, payload)
-            meta = {"request_id": raw.headers.get("x-request-id")}
+            request_id = raw.headers.get("x-request-id")
+            meta = {"request_id": self._scrub(request_id) if isinstance(request_id, str) else None}
             return self._response(query, reply, cached=False, requests=requests, latency=latency, key=key,
                                   meta=meta, discarded=discarded)
         return Response.failure(
@@ -438,7 +457,8 @@ class OpenAIChatModel(Model):
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
                 try:
-                    out[i] = self._response(q, extract_reply(hit["response"]), cached=True, requests=0, key=key)
+                    reply = extract_reply(self._scrub_body(hit["response"]))  # also entries cached before scrubbing
+                    out[i] = self._response(q, reply, cached=True, requests=0, key=key)
                     continue
                 except MalformedResponse:
                     pass  # an entry we cannot read is a miss; the fresh answer replaces it

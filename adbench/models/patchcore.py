@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
 from adbench.model import SCORE, Model
 from adbench.models.backbones import IMAGENET_MEAN, IMAGENET_STD, available, build_backbone
@@ -122,17 +123,17 @@ class PatchCoreModel(Model):
         feature_dim: int | None = None,
     ):
         if backbone not in available():
-            raise ValueError(f"unknown backbone {backbone!r}. Valid backbones: {', '.join(available())}")
+            raise ArgumentError(f"unknown backbone {backbone!r}. Valid backbones: {', '.join(available())}")
         if int(image_size) < 32:
-            raise ValueError(f"image_size must be at least 32, got {image_size}")
+            raise ArgumentError(f"image_size must be at least 32, got {image_size}")
         if coreset is not None and float(coreset) <= 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"coreset must be a fraction in (0, 1], a patch count > 1, or None; got {coreset}"
             )
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
         if feature_dim is not None and int(feature_dim) < 1:
-            raise ValueError(f"feature_dim must be >= 1 or None, got {feature_dim}")
+            raise ArgumentError(f"feature_dim must be >= 1 or None, got {feature_dim}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

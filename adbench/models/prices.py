@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from adbench.errors import UserError
 from adbench.jsonfile import read_json
 
 DEFAULT_TABLE = Path(__file__).with_name("prices.json")
 PER_TOKENS = 1_000_000  # the table's unit: USD per 1M tokens
 
 
-class PriceError(ValueError):
+class PriceError(UserError):
     """A price table that cannot be read or an incomplete price override; names the file or argument."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench.answers import mmad_answer, parse_option
+from adbench.args import ArgumentError, parse_bool
 from adbench.models import adfm_protocol as proto
 from adbench.models.qwen_frame import to_image_frame
 from adbench.schema import PARSED, UNPARSED, Query, Response
@@ -57,19 +58,18 @@ def script_templates_caption(n: int) -> str:
             "the image being queried.")
 
 
-def parse_flag(value: Any, name: str, error: type[Exception] = ValueError) -> bool:
-    """A yes/no -M argument; a typo such as `-M cache=flase` is an error, not a silent True."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise error(f"-M {name} must be true or false, got {value!r}")
+def parse_flag(value: Any, name: str, error: type[Exception] = ArgumentError) -> bool:
+    """A yes/no -M argument by the one rule of `adbench.args.parse_bool` (a typo such as `-M cache=flase`
+    is an error, not a silent True), raised as `error`."""
+    try:
+        return parse_bool(value, f"-M {name}")
+    except ArgumentError as e:
+        if error is ArgumentError:
+            raise
+        raise error(str(e)) from None
 
 
-def read_instruction(path: str | Path, error: type[Exception] = ValueError) -> str:
+def read_instruction(path: str | Path, error: type[Exception] = ArgumentError) -> str:
     """The text of `-M instruction_file=PATH` (UTF-8), sent as is; any problem is one line naming the path."""
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
@@ -287,15 +287,15 @@ def make_prompting(protocol: str, stages: str = proto.MULTI_STAGE, prompt: str =
                    question_id: bool = False, instruction_file: str | None = None) -> MMADPrompting | ADFMPrompting:
     """The prompting style of `-M protocol` / `-M prompt`; the instruction file is read here, before any model loads."""
     if protocol not in ("mmad", "adfm"):
-        raise ValueError(f"protocol must be 'mmad' or 'adfm', got {protocol!r}")
+        raise ArgumentError(f"protocol must be 'mmad' or 'adfm', got {protocol!r}")
     if prompt not in PROMPTS:
-        raise ValueError(f"-M prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
+        raise ArgumentError(f"-M prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     if prompt == "mmad":
         if protocol == "adfm":
-            raise ValueError("-M prompt=mmad is MMAD's zero-shot prompt and cannot be combined with the AD-FM "
+            raise ArgumentError("-M prompt=mmad is MMAD's zero-shot prompt and cannot be combined with the AD-FM "
                              "protocol; add -M protocol=mmad to ask this model MMAD's way")
         return MMADScriptPrompting(instruction_file, question_id)
     for value, flag in ((instruction_file, "instruction_file"), (parse_flag(question_id, "question_id"), "question_id")):
         if value:  # not silently ignored: both shape only MMAD's script prompt
-            raise ValueError(f"-M {flag} applies to -M prompt=mmad only")
+            raise ArgumentError(f"-M {flag} applies to -M prompt=mmad only")
     return MMADPrompting() if protocol == "mmad" else ADFMPrompting(stages)

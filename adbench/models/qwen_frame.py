@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from adbench.args import ArgumentError
 from adbench.boxes import scale_boxes
 from adbench.schema import Box
 
@@ -45,7 +46,7 @@ def smart_resize(
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     if min_pixels > max_pixels:
-        raise ValueError(f"min_pixels ({min_pixels}) is larger than max_pixels ({max_pixels})")
+        raise ArgumentError(f"min_pixels ({min_pixels}) is larger than max_pixels ({max_pixels})")
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"aspect ratio of a {width}x{height} image is above 200; Qwen2.5-VL rejects it")
     h = round(height / factor) * factor

@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from adbench.args import ArgumentError
+from adbench.errors import UserError
 from adbench.jsonfile import read_json
 from adbench.models.hf_vlm import HFVisionLanguageModel, check_args
 from adbench.models.qwen_frame import (
@@ -73,9 +75,9 @@ class QwenVLModel(HFVisionLanguageModel):
                  max_pixels: int = DEFAULT_MAX_PIXELS, engine: str = "auto", compile: bool | None = None,
                  **kwargs: Any) -> None:
         if int(min_pixels) > int(max_pixels):
-            raise ValueError(f"min_pixels ({min_pixels}) is larger than max_pixels ({max_pixels})")
+            raise ArgumentError(f"min_pixels ({min_pixels}) is larger than max_pixels ({max_pixels})")
         if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+            raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.min_pixels = int(min_pixels)
         self.max_pixels = int(max_pixels)
         self._decoder: Any = None
@@ -153,7 +155,7 @@ class QwenVLModel(HFVisionLanguageModel):
 def make_qwen(name: str, backend: str = "transformers", **kwargs: Any) -> Any:
     """Build a Qwen2.5-VL adapter on the chosen backend ("transformers" or "vllm")."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise ArgumentError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     kwargs.setdefault("name", name)
     if backend == "vllm":
         from adbench.models.vllm_backend import VLLMModel
@@ -191,9 +193,9 @@ def read_training_metadata(adapter: str | Path) -> dict[str, Any] | None:
     path = Path(adapter).expanduser() / TRAINING_METADATA
     if not path.is_file():
         return None
-    data = read_json(path, ValueError, "training metadata")
+    data = read_json(path, UserError, "training metadata")
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise UserError(f"{path}: expected a JSON object")
     return data
 
 
@@ -210,7 +212,10 @@ def trained_defaults(adapter: str | Path) -> dict[str, Any]:
     base = meta.get("base")
     if base:
         local = Path(adapter).expanduser() / base
-        out["base"] = str(local.resolve()) if not Path(base).is_absolute() and local.exists() else base
+        # relative to the adapter when it is there, or spelled as a relative path ("../base-sft": a copied
+        # adapter whose base stayed behind, which the error then names in full); else a hub id
+        beside = not Path(base).is_absolute() and (local.exists() or base.startswith("."))
+        out["base"] = str(local.resolve()) if beside else base
     frame = meta.get("frame") or {}
     for key in ("min_pixels", "max_pixels"):
         if frame.get(key):

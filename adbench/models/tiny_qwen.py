@@ -28,6 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adbench.errors import UserError
+
 #: Qwen2.5's special tokens, ids 151643.. in this order (151655 = <|image_pad|>).
 QWEN25_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -83,7 +85,7 @@ TINY_MIN_PIXELS = 28 * 28
 TINY_MAX_PIXELS = 112 * 112
 
 
-class TokenizerAssetError(RuntimeError):
+class TokenizerAssetError(UserError, RuntimeError):
     """The Qwen2.5 vocabulary file cannot be found (the `dashscope` package is not installed)."""
 
 

@@ -26,19 +26,16 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from adbench.args import ArgumentError
+from adbench.errors import UserError
 from adbench.images import ImageError, load_image
 from adbench.model import GENERATIVE, Model
-from adbench.models.hf_vlm import (
-    check_adapter_folder,
-    check_safetensors_folder,
-    checkpoint_generation_defaults,
-    is_local,
-)
+from adbench.models.hf_vlm import check_adapter_folder, checkpoint_generation_defaults
 from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
 from adbench.models.qwen_frame import model_input_size
+from adbench.models.weights import locate_pretrained
 from adbench.schema import Query, Response
 
 #: Families whose image placeholder the prompt text must carry itself (remote-code
@@ -46,7 +43,7 @@ from adbench.schema import Query, Response
 TEXT_PLACEHOLDERS = {"internvl-remote": "<image>\n"}
 
 
-class VLLMUnavailableError(ValueError):
+class VLLMUnavailableError(UserError):
     """-M backend=vllm without vLLM installed."""
 
 
@@ -103,14 +100,13 @@ class VLLMModel(Model):
     ) -> None:
         require_vllm()  # before any other work: the user learns about the missing extra first
         if protocol == "adfm" and family != "qwen2.5-vl":
-            raise ValueError("protocol 'adfm' needs a Qwen2.5-VL model (its box frame is known)")
+            raise ArgumentError("protocol 'adfm' needs a Qwen2.5-VL model (its box frame is known)")
         self.prompting: MMADPrompting | ADFMPrompting = make_prompting(
             protocol, stages, prompt=prompt, question_id=question_id, instruction_file=instruction_file)
         if name:
             self.name = name
         self.base = str(base)
-        if is_local(self.base):
-            check_safetensors_folder(Path(self.base).expanduser(), "base model")
+        locate_pretrained(self.base)  # not on this machine and no hub: one line now, not vLLM's retries later
         self.adapter = str(check_adapter_folder(adapter)) if adapter else None
         self.family = family
         self.dtype = dtype

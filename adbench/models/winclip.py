@@ -49,6 +49,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from adbench.args import ArgumentError
 from adbench.model import SCORE, Model
 from adbench.models.clip_common import (
     anomaly_probability,
@@ -197,11 +198,11 @@ class WinCLIPModel(Model):
         seed: int = 0,
     ):
         if int(shots) < 0:
-            raise ValueError(f"shots must be >= 0, got {shots}")
+            raise ArgumentError(f"shots must be >= 0, got {shots}")
         if float(temperature) <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ArgumentError(f"temperature must be > 0, got {temperature}")
         if int(batch_size) < 1 or int(window_batch) < 1:
-            raise ValueError("batch_size and window_batch must be >= 1")
+            raise ArgumentError("batch_size and window_batch must be >= 1")
         if isinstance(scales, (int, float)):
             scales = [scales]
         self.shots = int(shots)
@@ -221,7 +222,7 @@ class WinCLIPModel(Model):
         self.image_size = int(image_size or visual.image_size[0])
         self.grid = self.image_size // patch
         if self.grid < 1:
-            raise ValueError(f"image_size {self.image_size} is smaller than one {patch}-pixel patch")
+            raise ArgumentError(f"image_size {self.image_size} is smaller than one {patch}-pixel patch")
         self.scales = tuple(sorted({int(s) for s in scales}))
         self._windows = {s: window_index(self.grid, s) for s in self.scales}
         self._text: dict[str, torch.Tensor] = {}  # object name -> (2, D) state prototypes

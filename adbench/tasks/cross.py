@@ -25,7 +25,7 @@ from adbench.data.layout import draw_references
 from adbench.data.paths import DataError
 from adbench.data.pseudo_boxes import DEFAULT_KERNEL, DEFAULT_MIN_AREA
 from adbench.schema import Sample
-from adbench.task import ANOMALY_DETECTION
+from adbench.task import ANOMALY_DETECTION, Threshold
 from adbench.tasks.common import SuiteTask, warn_problems
 
 DATASETS = ("VisA", "MPDD", "DTD", "DAGM")
@@ -79,7 +79,7 @@ def _protocol_hash(samples: Sequence[Sample]) -> str:
 
 
 def _single(dataset: str, task: str, root: str | None, shots: int, seed: int, categories: str | None,
-            threshold: str | float, boxes: bool, box_kernel: int, box_min_area: int,
+            threshold: Threshold, boxes: bool, box_kernel: int, box_min_area: int,
             args: dict[str, Any]) -> CrossTask:
     return CrossTask(task, f"{dataset} test split, yes/no Anomaly Detection, one normal reference (Table 2)",
                      {dataset: root}, seed=seed, qtypes=[ANOMALY_DETECTION], shots=shots, categories=categories,
@@ -88,7 +88,7 @@ def _single(dataset: str, task: str, root: str | None, shots: int, seed: int, ca
 
 
 def visa(root: str | None = None, shots: int = 1, seed: int = 0, categories: str | None = None,
-         threshold: str | float = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
+         threshold: Threshold = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
          box_min_area: int = DEFAULT_MIN_AREA) -> CrossTask:
     """VisA's 1-class test split."""
     a = dict(locals())
@@ -96,7 +96,7 @@ def visa(root: str | None = None, shots: int = 1, seed: int = 0, categories: str
 
 
 def mpdd(root: str | None = None, shots: int = 1, seed: int = 0, categories: str | None = None,
-         threshold: str | float = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
+         threshold: Threshold = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
          box_min_area: int = DEFAULT_MIN_AREA) -> CrossTask:
     """MPDD's test split."""
     a = dict(locals())
@@ -104,7 +104,7 @@ def mpdd(root: str | None = None, shots: int = 1, seed: int = 0, categories: str
 
 
 def dtd(root: str | None = None, shots: int = 1, seed: int = 0, categories: str | None = None,
-        threshold: str | float = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
+        threshold: Threshold = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
         box_min_area: int = DEFAULT_MIN_AREA) -> CrossTask:
     """DTD-Synthetic's test split."""
     a = dict(locals())
@@ -112,7 +112,7 @@ def dtd(root: str | None = None, shots: int = 1, seed: int = 0, categories: str 
 
 
 def dagm(root: str | None = None, shots: int = 1, seed: int = 0, categories: str | None = None,
-         threshold: str | float = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
+         threshold: Threshold = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
          box_min_area: int = DEFAULT_MIN_AREA) -> CrossTask:
     """DAGM 2007's test split (Class1..Class10)."""
     a = dict(locals())
@@ -121,7 +121,7 @@ def dagm(root: str | None = None, shots: int = 1, seed: int = 0, categories: str
 
 def suite(datasets: str | None = None, categories: str | None = None, visa_root: str | None = None,
           mpdd_root: str | None = None, dtd_root: str | None = None, dagm_root: str | None = None,
-          shots: int = 1, seed: int = 0, threshold: str | float = "calibrated", boxes: bool = True,
+          shots: int = 1, seed: int = 0, threshold: Threshold = "calibrated", boxes: bool = True,
           box_kernel: int = DEFAULT_KERNEL, box_min_area: int = DEFAULT_MIN_AREA) -> CrossTask:
     """All four cross-dataset test splits in one run (Table 2's columns and their average)."""
     args = dict(locals())

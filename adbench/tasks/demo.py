@@ -15,8 +15,8 @@ from typing import Any
 from adbench.data.demo import ensure_demo
 from adbench.data.split import TRAIN_FRACTION
 from adbench.schema import Sample
-from adbench.task import ANOMALY_DETECTION
-from adbench.tasks.mmad import MMADTask
+from adbench.task import ANOMALY_DETECTION, Template, Threshold
+from adbench.tasks.mmad import MMADTask, Part
 
 DEMO_FOLDER = "demo"
 
@@ -34,16 +34,16 @@ def _demo_task(name: str, description: str, args: dict[str, Any], **filters: Any
                     args=args, **args, **filters)
 
 
-def binary(shots: int = 1, template: str = "random", split: str = "all", split_seed: int = 0,
+def binary(shots: int = 1, template: Template = "random", split: Part = "all", split_seed: int = 0,
            datasets: str | None = None, categories: str | None = None,
-           threshold: str | float = "calibrated") -> DemoTask:
+           threshold: Threshold = "calibrated") -> DemoTask:
     """Anomaly Detection (yes/no) on the demo suite, 1-shot by default."""
     args = dict(shots=shots, template=template, split=split, split_seed=split_seed, datasets=datasets,
                 categories=categories, threshold=threshold)
     return _demo_task("demo-binary", "Demo suite, Anomaly Detection question", args, qtypes=[ANOMALY_DETECTION])
 
 
-def multitask(shots: int = 1, template: str = "random", split: str = "all", split_seed: int = 0,
+def multitask(shots: int = 1, template: Template = "random", split: Part = "all", split_seed: int = 0,
               datasets: str | None = None, categories: str | None = None) -> DemoTask:
     """Every question type except Anomaly Detection on the demo suite."""
     args = dict(shots=shots, template=template, split=split, split_seed=split_seed, datasets=datasets,

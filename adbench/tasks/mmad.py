@@ -18,8 +18,9 @@ Protocol (the AD-FM paper's Table 1 and 3, MMAD's scoring):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
+from adbench.args import ArgumentError
 from adbench.data.catalog import dataset_dir, spec
 from adbench.data.layout import gc_paused
 from adbench.data.mmad import INDEX_NAME, read_mmad
@@ -27,20 +28,22 @@ from adbench.data.paths import DataError
 from adbench.data.pseudo_boxes import DEFAULT_KERNEL, DEFAULT_MIN_AREA
 from adbench.data.split import TRAIN_FRACTION, Split, load_split, make_split, units_of
 from adbench.schema import Sample
-from adbench.task import ANOMALY_DETECTION
+from adbench.task import ANOMALY_DETECTION, Template, Threshold
 from adbench.tasks.common import SuiteTask
 
-PARTS = ("eval", "train", "all")
+#: `-T split=`: the paper's eval side (default), its train side, or every image.
+Part = Literal["eval", "train", "all"]
+PARTS: tuple[str, ...] = get_args(Part)
 OBJECT_ANALYSIS = {"Object Structure": "Object Analysis", "Object Details": "Object Analysis"}
 
 
 class MMADTask(SuiteTask):
     """A SuiteTask over mmad.json that keeps one side of the paper's split."""
 
-    def __init__(self, name: str, description: str, *, root: str | None, split: str, split_seed: int,
+    def __init__(self, name: str, description: str, *, root: str | None, split: Part, split_seed: int,
                  train_fraction: float, split_file: str | None, **kw: Any) -> None:
         if split not in PARTS:
-            raise ValueError(f"-T split must be one of {', '.join(PARTS)}, got {split!r}")
+            raise ArgumentError(f"-T split must be one of {', '.join(PARTS)}, got {split!r}")
         super().__init__(name, description, self._load, **kw)
         self.root = root
         self.part = split
@@ -75,7 +78,7 @@ class MMADTask(SuiteTask):
         return [s for s in samples if s.meta["key"] in keep]
 
 
-def _make(name: str, description: str, *, shots: int, template: str, split: str, datasets: str | None,
+def _make(name: str, description: str, *, shots: int, template: Template, split: Part, datasets: str | None,
           categories: str | None, root: str | None, split_seed: int, train_fraction: float,
           split_file: str | None, boxes: bool, box_kernel: int, box_min_area: int, args: dict[str, Any],
           **kw: Any) -> MMADTask:
@@ -85,10 +88,10 @@ def _make(name: str, description: str, *, shots: int, template: str, split: str,
                     box_min_area=box_min_area, args=args, **kw)
 
 
-def binary(shots: int = 1, template: str = "random", split: str = "eval", datasets: str | None = None,
+def binary(shots: int = 1, template: Template = "random", split: Part = "eval", datasets: str | None = None,
            categories: str | None = None, root: str | None = None, split_seed: int = 0,
            train_fraction: float = TRAIN_FRACTION, split_file: str | None = None,
-           threshold: str | float = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
+           threshold: Threshold = "calibrated", boxes: bool = True, box_kernel: int = DEFAULT_KERNEL,
            box_min_area: int = DEFAULT_MIN_AREA) -> MMADTask:
     """MMAD's Anomaly Detection question on the paper's eval split (Table 1)."""
     args = dict(locals())
@@ -96,7 +99,7 @@ def binary(shots: int = 1, template: str = "random", split: str = "eval", datase
                  threshold=threshold, args=args, **{k: v for k, v in args.items() if k != "threshold"})
 
 
-def multitask(shots: int = 1, template: str = "random", split: str = "eval", datasets: str | None = None,
+def multitask(shots: int = 1, template: Template = "random", split: Part = "eval", datasets: str | None = None,
               categories: str | None = None, root: str | None = None, split_seed: int = 0,
               train_fraction: float = TRAIN_FRACTION, split_file: str | None = None, boxes: bool = True,
               box_kernel: int = DEFAULT_KERNEL, box_min_area: int = DEFAULT_MIN_AREA) -> MMADTask:
@@ -106,7 +109,7 @@ def multitask(shots: int = 1, template: str = "random", split: str = "eval", dat
                  exclude_qtypes=[ANOMALY_DETECTION], merge_qtypes=OBJECT_ANALYSIS, args=args, **args)
 
 
-def all_questions(shots: int = 1, template: str = "random", split: str = "eval", datasets: str | None = None,
+def all_questions(shots: int = 1, template: Template = "random", split: Part = "eval", datasets: str | None = None,
                   categories: str | None = None, root: str | None = None, split_seed: int = 0,
                   train_fraction: float = TRAIN_FRACTION, split_file: str | None = None, boxes: bool = True,
                   box_kernel: int = DEFAULT_KERNEL, box_min_area: int = DEFAULT_MIN_AREA) -> MMADTask:

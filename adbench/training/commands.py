@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from adbench import registry
+from adbench.errors import UserError
 
 # transformers 5 renames gradient checkpointing to activation checkpointing; TRL and the
 # paper's recipes still use the old name, which works. Its FutureWarning would only
@@ -24,12 +25,12 @@ warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated
 
 
 def list_recipes() -> int:
-    from adbench.training.recipes import available, load_recipe
+    from adbench.training.recipes import available, description
 
     names = available()
     width = max((len(n) for n in names), default=0)
-    for name in names:
-        print(f"{name:<{width}}  {load_recipe(name).get('description', '')}")
+    for name in names:  # descriptions only: listing does not import trl to check every recipe
+        print(f"{name:<{width}}  {description(name)}")
     return 0
 
 
@@ -37,15 +38,21 @@ def train_command(args: argparse.Namespace) -> int:
     if getattr(args, "print_config", False):
         return print_config(args)
     if args.out is None:
-        raise ValueError("train: --out DIR is required (except with --print-config)")
+        raise UserError("train: --out DIR is required (except with --print-config)")
     from adbench.training.trainer import train
 
     result = train(args.recipe, args.out, args.overrides, data_root=args.data_root, progress=not args.no_progress)
     steps = result.metadata["steps"]
-    resumed = f", resumed from step {steps['resumed_from_step']}" if steps["resumed_from"] else ""
-    print(f"recipe {result.metadata['recipe']['name']}: {steps['global_step']} GRPO steps "
-          f"({steps['this_session']} this run{resumed}) in {result.metadata['seconds']['total']:.0f} s",
-          file=sys.stderr)
+    if result.already_complete:
+        print(f"recipe {result.metadata['recipe']['name']}: already complete ({steps['global_step']} GRPO steps); "
+              f"the adapter is {result.adapter}. Nothing was trained or written; raise grpo.max_steps or "
+              "grpo.num_train_epochs (--set) to train further, or give another --out to start afresh",
+              file=sys.stderr)
+    else:
+        resumed = f", resumed from step {steps['resumed_from_step']}" if steps["resumed_from"] else ""
+        print(f"recipe {result.metadata['recipe']['name']}: {steps['global_step']} GRPO steps "
+              f"({steps['this_session']} this run{resumed}) in {result.metadata['seconds']['total']:.0f} s",
+              file=sys.stderr)
     print(result.adapter)
     return 0
 
@@ -65,8 +72,8 @@ def variance_command(args: argparse.Namespace) -> int:
     from adbench.training.variance import render_table, run_variance
 
     report = run_variance(
-        args.model, args.task, model_args=registry.parse_assignments(args.model_args, "-M"),
-        task_args=registry.parse_assignments(args.task_args, "-T"), data_root=args.data_root, n=args.n,
+        args.model, args.task, model_args=registry.parse_assignments(args.model_args, "-M", args.model),
+        task_args=registry.parse_assignments(args.task_args, "-T", args.task), data_root=args.data_root, n=args.n,
         limit=args.limit, seed=args.seed, variant=args.reward_variant, alpha=args.alpha,
         batch_size=args.batch_size)
     if args.json:

@@ -6,7 +6,9 @@ arguments from `model_settings`; `adbench train --print-config` prints the same
 values (`describe`). A test spies on the GRPOConfig call of a real `train` to keep
 the two equal.
 
-The recipe's `grpo:` section goes to GRPOConfig as is, with three additions:
+The recipe's `grpo:` section (its keys and values already checked against GRPOConfig's
+fields and types when the recipe was loaded: `recipes.grpo_schema`) goes to GRPOConfig as
+is, with three additions:
 `use_vllm` / `vllm_mode` from the `vllm:` section, `remove_unused_columns: false` (the
 reward functions read the ground-truth columns) unless the recipe says otherwise, and
 `disable_tqdm` under `--no-progress`. One key is translated: `warmup_ratio` (the
@@ -24,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from adbench.errors import UserError
 from adbench.training.grpo_data import frame_budget
 from adbench.training.lora import lora_kwargs
 
@@ -32,7 +35,7 @@ from adbench.training.lora import lora_kwargs
 DEVICE_KEYS = ("bf16", "fp16", "tf32")
 
 
-class TrainingError(ValueError):
+class TrainingError(UserError):
     """A training run that cannot start; the message says why (the CLI prints it as one line)."""
 
 

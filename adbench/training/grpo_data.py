@@ -44,6 +44,7 @@ from PIL import Image
 
 from adbench import registry
 from adbench.data.pseudo_boxes import BoxCache, BoxParams, attach_boxes, default_cache_dir
+from adbench.errors import UserError
 from adbench.images import file_sha1, image_size, load_image
 from adbench.models import adfm_protocol as proto
 from adbench.models.qwen_frame import model_input_size, to_model_frame
@@ -57,7 +58,7 @@ COLUMNS = ("id", "prompt", "images", "label", "gold", "options", "stages", "gt_b
            "image_size", "dataset", "category", "defect")
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UserError):
     """Training samples that cannot be used; the message names the sample or the task."""
 
 

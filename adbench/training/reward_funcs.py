@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from adbench.errors import UserError
 from adbench.models import adfm_protocol as proto
 from adbench.schema import ANOMALOUS
 from adbench.training.rewards import (
@@ -166,5 +167,5 @@ def make_reward_funcs(recipe: dict[str, Any]) -> list[RewardFunc]:
     }
     unknown = [c for c in rw["components"] if c not in factories]
     if unknown:
-        raise ValueError(f"unknown reward component(s) {unknown}; known: {', '.join(factories)}")
+        raise UserError(f"unknown reward component(s) {unknown}; known: {', '.join(factories)}")
     return [factories[c]() for c in rw["components"]]

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from adbench.boxes import match_boxes
+from adbench.errors import UserError
 from adbench.models import adfm_protocol as proto
 from adbench.schema import Box
 
@@ -49,7 +50,7 @@ BoxLike = Box | Sequence[float]
 
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown reward variant {variant!r}: use one of {', '.join(VARIANTS)}")
+        raise UserError(f"unknown reward variant {variant!r}: use one of {', '.join(VARIANTS)}")
 
 
 def as_boxes(boxes: Sequence[BoxLike]) -> list[Box]:

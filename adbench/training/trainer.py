@@ -10,8 +10,16 @@
 Output folder:
     OUT/base/         the tiny recipe's random base (skipped when present)
     OUT/base-sft/     the warmed-up base (skipped when its marker file is present)
-    OUT/checkpoints/  TRL checkpoints (checkpoint-N); a second run resumes from the last one
+    OUT/checkpoints/  TRL checkpoints (checkpoint-N); a second run resumes from the last complete one
+    OUT/checkpoints.incomplete/  checkpoints a kill left half-written, set aside (adbench.training.resume)
     OUT/adapter/      the result
+
+Running `adbench train` again on OUT resumes an interrupted run; on a finished run it
+says "already complete" and changes nothing, unless grpo.max_steps or
+grpo.num_train_epochs were raised (then it trains the extra steps). Any other change of
+the recipe against the run's OUT/recipe.json is refused (`resume.check_same_recipe`). A recipe's base
+model that is not on this machine fails at once, naming it and how to supply it
+(`adbench.models.weights.locate_pretrained`).
 
 The project supplies data, rewards and configuration; the RL loop is TRL's. The
 vision tower stays frozen (`lora.assert_vision_frozen` checks the wrapped model).
@@ -26,8 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adbench.models.qwen_vl import TRAINING_METADATA
+from adbench.errors import UserError
+from adbench.models.qwen_vl import TRAINING_METADATA, read_training_metadata
+from adbench.models.weights import check_safetensors_folder, locate_pretrained
 from adbench.provenance import environment, now
+from adbench.store import write_json_atomic
 from adbench.training.config import (  # noqa: F401 - TrainingError, use_vllm, vllm_available: public here too
     TrainingError,
     checkpoint_dir,
@@ -45,6 +56,16 @@ from adbench.training.grpo_data import (
 )
 from adbench.training.lora import assert_vision_frozen, lora_config
 from adbench.training.recipes import load_recipe
+from adbench.training.resume import (
+    already_finished,
+    check_same_recipe,
+    last_complete_checkpoint,
+    planned_steps,
+    record_recipe,
+    restore,
+    schedule_on_resume,
+    step_of,
+)
 from adbench.training.reward_funcs import make_reward_funcs
 from adbench.training.warmup import quiet, run_warmup, warmup_done
 
@@ -56,6 +77,8 @@ class TrainResult:
     out: Path
     adapter: Path
     metadata: dict[str, Any]
+    #: the run in `out` had already reached this recipe's target: nothing was trained or written
+    already_complete: bool = False
 
 
 def json_safe(obj: Any) -> Any:
@@ -63,10 +86,24 @@ def json_safe(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _prepare_base(recipe: dict[str, Any], out: Path, training: Any, mkw: dict[str, Any],
-                  progress: bool = True) -> tuple[Path | str, Any]:
-    """The GRPO base: a hub id or folder, or (tiny) the built and warmed-up base. Returns (base, warm-up info)."""
+def _base_source(recipe: dict[str, Any]) -> str | None:
+    """What from_pretrained reads for the recipe's base (None: the tiny base, built later).
+
+    A base that is not on this machine and cannot be downloaded now fails here, at once.
+    """
+    if recipe["base"] == TINY_BASE:
+        return None
+    return locate_pretrained(recipe["base"], "base model", "--set base=DIR")
+
+
+def _prepare_base(recipe: dict[str, Any], out: Path, training: Any, mkw: dict[str, Any], source: str | None,
+                  progress: bool = True) -> tuple[Path | str, str, Any]:
+    """The GRPO base: the recipe's (hub id or folder), or (tiny) the built one, then warmed up if the recipe says so.
+
+    Returns (the base as the metadata records it, what from_pretrained reads, warm-up info).
+    """
     base: Path | str = recipe["base"]
+    load_from = source or str(base)
     lo, hi = frame_budget(recipe)
     if base == TINY_BASE:
         from accelerate import PartialState
@@ -77,23 +114,21 @@ def _prepare_base(recipe: dict[str, Any], out: Path, training: Any, mkw: dict[st
         with PartialState().main_process_first():  # under `accelerate launch`: rank 0 builds, the others read
             if not (tiny / "adbench_tiny.json").is_file():
                 build_tiny_qwen_vl(tiny, seed=int(recipe.get("tiny_seed", 0)), min_pixels=lo, max_pixels=hi)
-        base = tiny
+        base, load_from = tiny, str(tiny)
     warm_cfg = recipe.get("sft_warmup")
     if not warm_cfg:
-        return base, None
+        return base, load_from, None
     warmed = out / "base-sft"
     if warmup_done(warmed):
-        return warmed, json.loads((warmed / "adbench_warmup.json").read_text(encoding="utf-8"))
-    return warmed, run_warmup(recipe, str(base), training, warmed, model_kwargs=mkw, progress=progress,
-                              image_dir=out / MODEL_INPUT_IMAGES)
+        return warmed, str(warmed), json.loads((warmed / "adbench_warmup.json").read_text(encoding="utf-8"))
+    return warmed, str(warmed), run_warmup(recipe, load_from, training, warmed, model_kwargs=mkw,
+                                           progress=progress, image_dir=out / MODEL_INPUT_IMAGES)
 
 
 def _load_model(base: Path | str, mkw: dict[str, Any]) -> Any:
     from transformers import AutoModelForImageTextToText
 
     if isinstance(base, Path) or Path(str(base)).expanduser().exists():
-        from adbench.models.hf_vlm import check_safetensors_folder
-
         check_safetensors_folder(Path(str(base)).expanduser(), "base model")
     return AutoModelForImageTextToText.from_pretrained(str(base), use_safetensors=True, **mkw)
 
@@ -124,36 +159,43 @@ def _save_at_end() -> Any:
 
 def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_root: Path | None = None,
           progress: bool = True) -> TrainResult:
-    """Run a recipe into `out` (resuming from its last checkpoint); returns the adapter and its metadata."""
+    """Run a recipe into `out`; returns the adapter and its metadata.
+
+    Resumes from the last complete checkpoint (`resume`); a run already at this recipe's
+    target is returned as it is (`already_complete`), nothing trained or written.
+    """
     t_start = time.perf_counter()
     recipe = load_recipe(recipe_name, overrides)  # before the heavy imports: a bad name fails at once
 
+    from accelerate import PartialState
     from transformers import AutoProcessor
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer
 
     from adbench.data.paths import default_data_root
 
     out = Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     root = Path(data_root or recipe["data"].get("data_root") or default_data_root()).expanduser().resolve()
     args = grpo_config(recipe, checkpoint_dir(out), progress)  # before anything slow: a bad grpo key fails here
+    finished = _finished_metadata(out)
+    check_same_recipe(out, recipe, finished)  # OUT's run continues only with its own recipe
+    if finished is not None and already_finished(args, finished):  # nothing loaded, nothing written
+        return TrainResult(out, out / "adapter", finished, already_complete=True)
+    source = _base_source(recipe)  # a base model that is not on this machine fails here, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     training = load_training_samples(recipe, root)
     mkw = model_kwargs(recipe)
-    stale = out / "adapter" / TRAINING_METADATA
-    if stale.is_file():  # this run rewrites the adapter: until it finishes, it is not a finished one
-        stale.unlink()
 
     t0 = time.perf_counter()
-    base, warm = _prepare_base(recipe, out, training, mkw, progress)
+    base, load_from, warm = _prepare_base(recipe, out, training, mkw, source, progress)
     t_base = time.perf_counter() - t0
 
     lo, hi = frame_budget(recipe)
-    processor = configure_processor(AutoProcessor.from_pretrained(str(base)), lo, hi)
+    processor = configure_processor(AutoProcessor.from_pretrained(load_from), lo, hi)
     dataset = build_grpo_dataset(recipe, training, out / MODEL_INPUT_IMAGES)
-    model = _load_model(base, mkw)
+    model = _load_model(load_from, mkw)
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(recipe), args=args, train_dataset=dataset,
-                          processing_class=processor, peft_config=lora_config(recipe), callbacks=[_save_at_end()])
+                          processing_class=processor, peft_config=lora_config(recipe),
+                          callbacks=[_save_at_end(), schedule_on_resume()])
     if not progress:
         quiet(trainer)
     target = recipe["lora"].get("target", "language")
@@ -164,11 +206,22 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
 
         adapted = adapted_modules(trainer.model)
 
-    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").is_dir() else None
+    with PartialState().main_process_first():  # rank 0 sets incomplete checkpoints aside; the others then see none
+        last = last_complete_checkpoint(checkpoint_dir(out), bool(getattr(args, "use_adaptive_entropy", False)))
+        if PartialState().is_main_process:
+            record_recipe(out, recipe)
+    at_target = last is not None and step_of(last) >= planned_steps(trainer)
+    if at_target and finished is not None:  # an epoch target that needed the data loader to tell
+        return TrainResult(out, out / "adapter", finished, already_complete=True)
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
+    if at_target:  # killed after its last checkpoint, before the adapter was written: that checkpoint is the result
+        restore(trainer, last)
+    else:
+        # this run rewrites the adapter: until it finishes, it is not a finished one
+        (out / "adapter" / TRAINING_METADATA).unlink(missing_ok=True)
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
     t_grpo = time.perf_counter() - t0
-    start_step = int(Path(last).name.split("-")[-1]) if last else 0
+    start_step = step_of(last) if last else 0
 
     adapter = out / "adapter"
     summary = training.summary()
@@ -194,7 +247,7 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
         "lora": {"config": json_safe(trainer.model.peft_config["default"].to_dict()),
                  "target": target, "adapted_modules": adapted},
         "warmup": warm,
-        "steps": {"global_step": int(trainer.state.global_step), "resumed_from": last,
+        "steps": {"global_step": int(trainer.state.global_step), "resumed_from": str(last) if last else None,
                   "resumed_from_step": start_step,
                   "this_session": int(trainer.state.global_step) - start_step},
         "log_history": json_safe(trainer.state.log_history),
@@ -207,9 +260,21 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(str(adapter), safe_serialization=True)
         processor.save_pretrained(str(adapter))
-        (adapter / TRAINING_METADATA).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+        write_json_atomic(adapter / TRAINING_METADATA, metadata)  # a kill leaves the old file or none, never half
     trainer.accelerator.wait_for_everyone()
     return TrainResult(out, adapter, metadata)
+
+
+def _finished_metadata(out: Path) -> dict[str, Any] | None:
+    """The metadata of OUT's finished adapter, or None (no finished run there)."""
+    adapter = finished_adapter(out)
+    if adapter is None:
+        return None
+    try:
+        meta = read_training_metadata(adapter)
+    except UserError:  # unreadable: not a finished run; training rewrites it from the last checkpoint
+        return None
+    return meta if meta and isinstance(meta.get("steps"), dict) else None
 
 
 def finished_adapter(out: Path) -> Path | None:

@@ -33,6 +33,7 @@ from typing import Any
 
 from adbench import registry
 from adbench.data.pseudo_boxes import BoxCache, BoxParams, attach_boxes, default_cache_dir
+from adbench.errors import UserError
 from adbench.models.qwen_frame import to_model_frame
 from adbench.runner import stratified_subset
 from adbench.schema import ANOMALOUS, Box, Response, Sample
@@ -134,21 +135,21 @@ def run_variance(
     from adbench.data.paths import default_data_root
 
     if n < 2:
-        raise ValueError(f"-n must be at least 2 (a group of one always has zero variance), got {n}")
+        raise UserError(f"-n must be at least 2 (a group of one always has zero variance), got {n}")
     margs = dict(model_args or {})
     if margs.get("do_sample") is False:
-        raise ValueError("adbench variance samples responses: drop -M do_sample=false")
+        raise UserError("adbench variance samples responses: drop -M do_sample=false")
     margs["do_sample"] = True
     root = (data_root or default_data_root()).expanduser().resolve()
     task = registry.make_task(task_name, **(task_args or {}))
     samples = stratified_subset(task.samples(root), limit, seed)
     if not samples:
-        raise ValueError(f"task {task_name!r} found no samples under {root}")
+        raise UserError(f"task {task_name!r} found no samples under {root}")
     errors = attach_boxes(samples, BoxCache(default_cache_dir(root), getattr(task, "box_params", None) or BoxParams()))
     # the rollout settings go where the adapter takes them and -M did not set them
     model = registry.make_model(model_name, defaults={"seed": seed, **ROLLOUT_SAMPLING}, **margs)
     if not hasattr(model, "seed"):
-        raise ValueError(f"model {model_name!r} has no sampling seed; adbench variance needs a local sampling adapter")
+        raise UserError(f"model {model_name!r} has no sampling seed; adbench variance needs a local sampling adapter")
     sampling = {**used_sampling(model, margs), "seeds": [seed + k for k in range(n)]}
     queries = [task.render(s) for s in samples]
     rounds: list[list[Response]] = []
