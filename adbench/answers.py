@@ -9,7 +9,7 @@ of being resolved by chance, and the strict headline counts it as wrong.
 `mmad_answer` is MMAD's own rule, which is looser: any standalone A-E counts, even a
 letter that is not an option, and a reply without one is mapped to the closest option
 text by difflib, so nearly every reply gets a letter. `accuracy_mmad` in results.json
-is computed with it (see `adbench.scoring`).
+is computed with it (see `adbench.results.verdicts`).
 """
 
 from __future__ import annotations

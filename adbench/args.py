@@ -157,14 +157,12 @@ def _enum(value: Any, hint: type[enum.Enum], where: str) -> Any:
 def _sequence(value: Any, item: Any, where: str) -> list[Any]:
     if isinstance(value, str):
         text = value.strip()
-        if text.startswith("["):
-            value = _read_structure(text)
-            if isinstance(value, str):  # not parsable as a list: `[a, b` -> its items by commas
-                value = text.strip("[]").split(",")
-        else:
-            value = text.split(",") if text else []
-        if isinstance(value, list):
-            value = [v.strip().strip("'\"") if isinstance(v, str) else v for v in value]
+        parsed = _read_structure(text) if text.startswith("[") else None
+        if isinstance(parsed, list):  # JSON / YAML items as written: a stop string may be white space
+            value = parsed
+        else:  # comma-separated text, or `[a, b` that does not parse: its items by commas, trimmed
+            body = text.strip("[]") if text.startswith("[") else text
+            value = [v.strip().strip("'\"") for v in body.split(",")] if body else []
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable) or isinstance(value, cabc.Mapping):
         raise _fail(where, "a list", value)
     return [convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -305,8 +303,8 @@ def parameter_hints(target: Callable[..., Any], forwards: tuple[Callable[..., An
 
     A class: the `__init__` parameters of every class in its MRO (subclasses hand **kwargs up);
     it takes other keys when the base-most `__init__` takes **kwargs.
-    A function with **kwargs: also the parameters of `forwards` (the callables it hands them to);
-    without `forwards`, such a function takes any key (`open` is True).
+    A function (or such a class) with **kwargs: also the parameters of `forwards` (the callables
+    it hands them to); without `forwards`, it takes any key (`open` is True).
     """
     if inspect.isclass(target):
         hints: dict[str, Any] = {}
@@ -317,8 +315,8 @@ def parameter_hints(target: Callable[..., Any], forwards: tuple[Callable[..., An
                 own, open_ = _own_parameters(init)  # the last one decides: does the base take **kwargs?
                 for name, hint in own.items():
                     hints.setdefault(name, hint)  # the subclass's hint wins
-        return hints, open_
-    hints, open_ = _own_parameters(target)
+    else:
+        hints, open_ = _own_parameters(target)
     if open_ and forwards:
         for other in forwards:
             for name, hint in parameter_hints(other)[0].items():

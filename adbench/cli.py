@@ -4,7 +4,8 @@
     adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--metric strict|mmad] [--format markdown|csv|latex] [--out FILE]
-    adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets [RUN_DIR...] [--reference paper]
+    adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets|categories|qtypes [RUN_DIR...]
+                        [--reference paper]
                         [--compare MODEL] [--ci] [--metric strict|mmad] [--format ...] [--out FILE]
     adbench report RUN_DIR [--out FILE.html]
     adbench data demo [--out DIR]
@@ -83,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     p.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
     p.add_argument("--layout", help="table1 (MMAD binary per dataset), table2 (cross-dataset), table3 (question "
-                   "types), table4 (ablation), mmad (MMAD's summary, all question types) or datasets (one column per dataset; the default with --compare/--ci)")
+                   "types), table4 (ablation), mmad (MMAD's summary, all question types), datasets (one column per dataset; "
+                   "the default with --compare/--ci), categories (one per dataset/category) or qtypes (one per "
+                   "question type of the runs)")
     p.add_argument("--reference", choices=["paper"], help="add the published rows of the layout's paper table")
     p.add_argument("--compare", metavar="MODEL", help="add difference columns against this row (a run's label or "
                    "a published model, e.g. GPT-4.1); McNemar's test where both are runs on the same samples")
@@ -202,11 +205,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(results: dict) -> None:
-    from adbench.leaderboard import run_status
+    from adbench.results.status import run_status
+    from adbench.results.writer import format_percent
 
     c = results["counts"]
-    avg = results["metrics"].get("average", {}).get("accuracy")
-    acc = "-" if avg is None else f"{100 * avg:.2f}%"
+    avg = results["metrics"].get("average", {}).get("accuracy")  # the engine's figure, printed as tables print it
+    acc = "-" if avg is None else f"{format_percent(avg)}%"
     print(f"{results['model']} on {results['task']}: accuracy {acc} "
           f"(n={c['n']}, failed={c['n_failed']}, unparsed={c['n_unparsed']})")
     for line in run_status(results).lines():
@@ -227,21 +231,19 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    if args.layout is None and args.reference is None and args.compare is None and not args.ci:
-        from adbench.leaderboard import collect_rows, render
+    from adbench.results.tables import build_table
+    from adbench.results.writer import render_table
 
-        if not args.run_dirs:
-            raise UserError("give at least one RUN_DIR (or --layout ... --reference paper)")
-        text = render(collect_rows(args.run_dirs, args.metric), args.format, metric=args.metric)
-    else:
-        from adbench.tables import build_table, render_table
-
-        if args.reference and args.layout is None:
-            raise UserError("--reference needs --layout table1|table2|table3|table4|mmad")
-        table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
-                            compare=args.compare, ci=args.ci, n_resamples=args.resamples,
-                            confidence=args.confidence, seed=args.seed, metric=args.metric)
-        text = render_table(table, args.format)
+    # the plain leaderboard is the `datasets` layout, printed without the Group and Source columns
+    plain = args.layout is None and args.reference is None and args.compare is None and not args.ci
+    if plain and not args.run_dirs:
+        raise UserError("give at least one RUN_DIR (or --layout ... --reference paper)")
+    if args.reference and args.layout is None:
+        raise UserError("--reference needs --layout table1|table2|table3|table4|mmad")
+    table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
+                        compare=args.compare, ci=args.ci, n_resamples=args.resamples,
+                        confidence=args.confidence, seed=args.seed, metric=args.metric)
+    text = render_table(table, args.format, compact=plain)
     if args.out:
         from adbench.store import write_text_file
 
@@ -253,7 +255,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from adbench.report import write_report
+    from adbench.results.report import write_report
 
     print(write_report(args.run_dir, args.out, thumb=args.thumb, per_page=args.per_page))
     return 0
@@ -343,7 +345,8 @@ def cmd_data_boxes(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from adbench.data.demo import ensure_demo
     from adbench.data.paths import default_data_root
-    from adbench.leaderboard import collect_rows, render
+    from adbench.results.tables import build_table
+    from adbench.results.writer import render_table
     from adbench.runner import RunSpec, run
 
     data_root = args.data_root or default_data_root()
@@ -361,13 +364,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                        out=args.out, limit=args.limit, progress=not args.no_progress)
         tiny_dir = run(spec).run_dir
         run_dirs.append(tiny_dir)
-    rows = collect_rows(run_dirs)
-    for row in rows:
-        if tiny_dir is not None and row.run_dir == str(tiny_dir):
+    table = build_table("datasets", run_dirs)  # the plain leaderboard
+    for row in table.rows:
+        if tiny_dir is not None and row.run is not None and row.run.run_dir == Path(tiny_dir):
             row.label = "adfm (tiny demo model)"
             row.notes.append("a 2-layer random Qwen2.5-VL trained for about a minute on this CPU by the `tiny` "
                              "recipe: it shows the training and scoring path, not AD-FM's accuracy")
-    print(render(rows, "markdown"), end="")
+    print(render_table(table, "markdown", compact=True), end="")
     for d in run_dirs:
         print(d)
     return 0

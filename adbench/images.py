@@ -111,7 +111,12 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def file_sha1(path: str | Path, chunk: int = 1 << 20) -> str:
     """Content hash of a file (cache keys for masks, images sent to APIs)."""
-    h = hashlib.sha1()
+    return file_digest(path, "sha1", chunk)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file's bytes, read in chunks (weights files are large)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)

@@ -1,7 +1,7 @@
 """Metric functions on plain arrays: accuracy, MMAD's balanced accuracy, AUROC, thresholds,
 bootstrap confidence intervals and McNemar's test.
 
-Scoring of Records into results.json lives in `adbench.scoring`; this module only
+Scoring of Records into results.json lives in `adbench.results`; this module only
 computes numbers, so each function can be checked against scikit-learn or by hand.
 """
 

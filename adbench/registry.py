@@ -11,10 +11,11 @@ packages add entries through the entry-point groups `adbench.models` and
 A factory is called with the `-M key=value` (or `-T key=value`) arguments as keyword
 arguments and returns the adapter or task. The values are typed from the factory's
 signature first (`adbench.args`: `-M trust_remote_code=false` is False, `-M seed=1.7` an
-error), and keys it does not take are refused, before anything is built. A factory that
+error), and keys it does not take are refused, before anything is built. A factory (or an adapter class) that
 takes `**kwargs` and hands them to other callables names them in an attribute
 `kwargs_from` (callables or "module:attr" strings), so those keys are typed too; the
-built-in ones are listed in `KWARGS_FROM`.
+built-in ones are listed in `KWARGS_FROM`. A factory's `renamed_args` ({old: new})
+makes the error for an argument it no longer takes name the new one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Literal
+from typing import Any
 
 from adbench.args import convert_all, parameter_hints, read_untyped, split_assignment
 from adbench.errors import UserError
@@ -42,56 +43,56 @@ class Entry:
 
 
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "chance": ("adbench.models.chance:ChanceModel", "Seeded uniform choice among the options (the floor)."),
+    "chance": ("adbench.models.baselines.chance:ChanceModel", "Seeded uniform choice among the options (the floor)."),
     "patchcore": (
-        "adbench.models.patchcore:PatchCoreModel",
+        "adbench.models.baselines.patchcore:PatchCoreModel",
         "PatchCore: ImageNet CNN patch features, nearest-neighbour memory bank of normal images.",
     ),
     "gpt-4.1": (
-        "adbench.models.openai_api:GPT41",
+        "adbench.models.api.openai_chat:GPT41",
         "OpenAI GPT-4.1 (snapshot gpt-4.1-2025-04-14); key from $OPENAI_API_KEY; -M mmad=true: MMAD's.",
     ),
     "gpt-4o": (
-        "adbench.models.openai_api:GPT4o",
+        "adbench.models.api.openai_chat:GPT4o",
         "OpenAI GPT-4o (snapshot gpt-4o-2024-08-06); key from $OPENAI_API_KEY; -M mmad=true: MMAD's.",
     ),
     "gpt-4o-mini": (
-        "adbench.models.openai_api:GPT4oMini",
+        "adbench.models.api.openai_chat:GPT4oMini",
         "OpenAI GPT-4o-mini (snapshot gpt-4o-mini-2024-07-18); key from $OPENAI_API_KEY; -M mmad=true: MMAD's.",
     ),
     "openai-compatible": (
-        "adbench.models.openai_api:OpenAIChatModel",
+        "adbench.models.api.openai_chat:OpenAIChatModel",
         "Any chat-completions server (e.g. vLLM serve): -M base_url=http://HOST:PORT/v1 -M model=NAME.",
     ),
     "winclip": (
-        "adbench.models.winclip:WinCLIPModel",
+        "adbench.models.baselines.winclip:WinCLIPModel",
         "WinCLIP / WinCLIP+ (open_clip ViT-B-16-plus-240): prompt ensemble, multi-scale windows; score in [0, 1].",
     ),
     "anomalyclip": (
-        "adbench.models.anomalyclip:AnomalyCLIPModel",
+        "adbench.models.baselines.anomalyclip:AnomalyCLIPModel",
         "AnomalyCLIP (CLIP ViT-L/14@336px + learned object-agnostic prompts, local checkpoint); score in [0, 1].",
     ),
     "adfm": (
-        "adbench.models.qwen_vl:adfm",
+        "adbench.models.presets.adfm:adfm",
         "AD-FM: Qwen2.5-VL + LoRA (-M adapter=DIR, -M base=...), think/rethink/answer protocol, boxes.",
     ),
     "qwen2.5-vl-7b": (
-        "adbench.models.qwen_vl:qwen25_vl_7b",
+        "adbench.models.presets.qwen:qwen25_vl_7b",
         "Qwen2.5-VL-7B-Instruct zero-shot, MMAD prompt (-M prompt=mmad: MMAD's script's; -M backend=vllm).",
     ),
     "qwen2.5-vl-3b": (
-        "adbench.models.qwen_vl:qwen25_vl_3b",
+        "adbench.models.presets.qwen:qwen25_vl_3b",
         "Qwen2.5-VL-3B-Instruct zero-shot, MMAD prompt (-M prompt=mmad: MMAD's script's; -M backend=vllm).",
     ),
-    "internvl3-8b": ("adbench.models.hf_vlm:internvl3_8b", "InternVL3-8B (-hf checkpoint), MMAD prompt."),
-    "internvl3-38b": ("adbench.models.hf_vlm:internvl3_38b", "InternVL3-38B (-hf checkpoint), MMAD prompt."),
+    "internvl3-8b": ("adbench.models.presets.open_vlms:internvl3_8b", "InternVL3-8B (-hf checkpoint), MMAD prompt."),
+    "internvl3-38b": ("adbench.models.presets.open_vlms:internvl3_38b", "InternVL3-38B (-hf checkpoint), MMAD prompt."),
     "internvl2-76b": (
-        "adbench.models.hf_vlm:internvl2_76b",
+        "adbench.models.presets.open_vlms:internvl2_76b",
         "InternVL2-Llama3-76B, MMAD prompt (remote-code release: -M backend=vllm -M trust_remote_code=true).",
     ),
-    "llava-next-34b": ("adbench.models.hf_vlm:llava_next_34b", "LLaVA-NeXT-34B (llava-hf), MMAD prompt."),
+    "llava-next-34b": ("adbench.models.presets.open_vlms:llava_next_34b", "LLaVA-NeXT-34B (llava-hf), MMAD prompt."),
     "hf-vlm": (
-        "adbench.models.hf_vlm:hf_vlm",
+        "adbench.models.presets.open_vlms:hf_vlm",
         "Any transformers image-text-to-text model: -M base=<hub id or folder>, MMAD prompt.",
     ),
 }
@@ -124,19 +125,20 @@ BUILTIN_TASKS: dict[str, tuple[str, str]] = {
     ),
 }
 
-def _backend(backend: Literal["transformers", "vllm"] = "transformers") -> None:
-    """The `-M backend` that the hf-vlm presets take inside **kwargs (hf_vlm.make_generic reads it)."""
-
-
-#: Built-in factories that take **kwargs and hand them to these classes (by backend): their -M
-#: values are typed, and unknown keys refused, from the classes' signatures before anything is built.
-_HF_CLASSES = ("adbench.registry:_backend", "adbench.models.hf_vlm:GenericVLM",
-               "adbench.models.vllm_backend:VLLMModel")
-_QWEN_CLASSES = ("adbench.models.qwen_vl:QwenVLModel", "adbench.models.vllm_backend:VLLMModel")
+#: Built-in factories that take **kwargs and hand them to these callables: their -M values are typed, and
+#: unknown keys refused, from the callables' signatures before anything is built. The generative adapters
+#: take the decoding settings (`GenerationConfig`'s fields, one set of names for all) through **kwargs too.
+_GENERATION = "adbench.models.generation:GenerationConfig"
+_VLLM = "adbench.models.engines.vllm_offline:VLLMModel"
+_OPEN_VLMS = ("adbench.models.presets.open_vlms:GenericVLM", _VLLM, _GENERATION)
+_QWEN = ("adbench.models.engines.qwen:QwenVLModel", _VLLM, _GENERATION)
 KWARGS_FROM: dict[str, tuple[str, ...]] = {
-    **{f"adbench.models.hf_vlm:{f}": _HF_CLASSES
+    **{f"adbench.models.presets.open_vlms:{f}": _OPEN_VLMS
        for f in ("hf_vlm", "internvl3_8b", "internvl3_38b", "internvl2_76b", "llava_next_34b")},
-    **{f"adbench.models.qwen_vl:{f}": _QWEN_CLASSES for f in ("adfm", "qwen25_vl_7b", "qwen25_vl_3b")},
+    "adbench.models.presets.adfm:adfm": _QWEN,
+    **{f"adbench.models.presets.qwen:{f}": _QWEN for f in ("qwen25_vl_7b", "qwen25_vl_3b")},
+    **{f"adbench.models.api.openai_chat:{c}": (_GENERATION,)
+       for c in ("OpenAIChatModel", "GPT41", "GPT4o", "GPT4oMini")},
 }
 FLAGS = {"models": "-M", "tasks": "-T"}
 
@@ -216,8 +218,10 @@ def _convert(entry: Entry, kind: str, values: dict[str, Any],
     if not open_:
         unknown = sorted(set(values) - set(hints))
         if unknown:
+            renamed = getattr(factory, "renamed_args", {})  # old names an adapter no longer takes: say the new one
+            now = "".join(f" ({flag} {k} is now {flag} {renamed[k]})" for k in unknown if k in renamed)
             raise RegistryError(
-                f"{kind[:-1]} {entry.name!r} does not take {flag} {', '.join(unknown)}; "
+                f"{kind[:-1]} {entry.name!r} does not take {flag} {', '.join(unknown)}{now}; "
                 f"it takes: {', '.join(hints) or '(no arguments)'}"
             )
     label = where or (lambda key: f"{flag} {key}")

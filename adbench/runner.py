@@ -20,7 +20,6 @@ exits 2.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench import registry
+from adbench.data.layout import rank
 from adbench.data.paths import DataError, resolve_data_root
 from adbench.errors import UserError
 from adbench.images import ImageError, check_image
@@ -155,10 +155,6 @@ class RunOutcome:
         return EXIT_OK
 
 
-def _rank(seed: int, sample_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()
-
-
 def stratified_subset(samples: Sequence[Sample], n: int | None, seed: int) -> list[Sample]:
     """A deterministic subset of `n` samples spread evenly over dataset, category, label and type.
 
@@ -180,7 +176,8 @@ def stratified_subset(samples: Sequence[Sample], n: int | None, seed: int) -> li
         by_dataset[key[0]].append(key)
     order = [keys[i] for i in range(max(map(len, by_dataset.values())))
              for _, keys in sorted(by_dataset.items()) if i < len(keys)]
-    queues = [sorted(strata[k], key=lambda s: _rank(seed, s.id)) for k in order]
+    # ":" and the whole digest: the order every `--limit` subset has been drawn with
+    queues = [sorted(strata[k], key=lambda s: rank(seed, s.id, sep=":", bits=256)) for k in order]
     chosen: set[str] = set()
     depth = 0
     while len(chosen) < n:
@@ -493,7 +490,7 @@ def _progress(spec: RunSpec, total: int, initial: int) -> Any:
 
 #: results.json keys build_results derives itself; any other key a results.json carries is kept on rescoring.
 DERIVED_KEYS = frozenset({"task", "model", "run_id", "metrics", "counts", "usage", "rules", "threshold_rule",
-                          "score_is_probability", "complete", "stopped", "budget", "failures"})
+                          "score_is_probability", "complete", "stopped", "budget", "failures", "cells", "scored_by"})
 #: How many distinct error texts results.json lists (most frequent first).
 TOP_ERRORS = 3
 
@@ -503,15 +500,18 @@ def build_results(task: Any, config: dict[str, Any], records: Sequence[Record], 
     """results.json from the Records and what config.json knows of the run: the one place that builds it,
     for `adbench run` and `adbench score` alike.
 
-    Besides the metrics: `counts.n_expected` and `complete` (every sample recorded?),
-    `stopped` (why the last session ended early), `budget` (its --max-cost and whether it
-    could be enforced) and `failures` (the most frequent errors). A run whose config.json
+    The figures, `cells` and `scored_by` are the results engine's (`adbench.results`), which
+    every table, summary and report evaluates again. Besides them: `counts.n_expected` and
+    `complete` (every sample recorded?), `stopped` (why the last session ended early),
+    `budget` (its --max-cost and whether it could be enforced) and `failures` (the most
+    frequent errors). A run whose config.json
     predates a field keeps the value its previous results.json had (`previous`), and any
     key of `previous` this function does not derive is carried over unchanged.
     """
     previous = previous or {}
+    # the model kind the adapter declared (config.json); only runs recorded before it fall back to the records
     results: dict[str, Any] = {"task": config["task"], "model": config["model"], "run_id": run_id,
-                               **task.score(records), "usage": _usage(records)}
+                               **task.score(records, kind=config.get("model_output")), "usage": _usage(records)}
     if "rules" in results:
         results["score_is_probability"] = bool(config.get("score_is_probability"))
     counts = results["counts"]

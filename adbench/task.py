@@ -16,8 +16,8 @@ from typing import Any, Literal, get_args
 
 from adbench.args import ArgumentError
 from adbench.data.paths import DataError
+from adbench.results import ThresholdRule, score_records
 from adbench.schema import ANOMALOUS, NORMAL, Query, Record, Response, Sample
-from adbench.scoring import ThresholdRule, score_records
 
 #: `-T template=`: MMAD's two template lists.
 Template = Literal["random", "similar"]
@@ -231,8 +231,9 @@ class QuestionTask:
             meta={**r.meta, **({"sample": s.meta.get("key")} if s.meta.get("key") else {})},
         )
 
-    def score(self, records: Sequence[Record]) -> dict[str, Any]:
-        return score_records(records, threshold=self.threshold)
+    def score(self, records: Sequence[Record], kind: str | None = None) -> dict[str, Any]:
+        """results.json's figures; kind: the model's declared output (config.json `model_output`), if known."""
+        return score_records(records, threshold=self.threshold, kind=kind)
 
     def config(self) -> dict[str, Any]:
         return {

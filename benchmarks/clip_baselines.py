@@ -36,8 +36,8 @@ CONFIGS = {
 
 
 def _anomalyclip_checkpoint(tmp: Path, arch: str) -> str:
-    from adbench.models.anomalyclip import random_prompt_state
-    from adbench.models.clip_common import build_clip
+    from adbench.models.baselines.anomalyclip import random_prompt_state
+    from adbench.models.baselines.clip_common import build_clip
 
     clip, tok, _ = build_clip(arch, weights=None, pretrained="random", seed=0,
                               device=torch.device("cpu"))

@@ -27,7 +27,7 @@ ROUNDS (timed batches per measurement), REFS (0: query image only, like the anch
 the 1-shot protocol's reference image too), MODES (comma list of adapter settings:
 dynamic, static, fast, each optionally +prefetch; "dynamic" and "static" run
 transformers' `generate` (static = static KV cache with a compiled decoding step),
-"fast" runs adbench's own engine (`-M engine=fast`: adbench.models.static_decode, with
+"fast" runs adbench's own engine (`-M engine=fast`: adbench.models.engines.fast.decode, with
 its decoding step compiled into a CUDA graph on a GPU; "fast+tuned": the same with
 inductor's coordinate-descent kernel tuning)), CHECK (1: first compare the
 fast engine's greedy replies with `generate`'s on a tiny fp32 model on this device, plainly
@@ -140,7 +140,7 @@ def check_fast_engine(tmp: Path) -> dict:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from adbench.models import tiny_qwen
-    from adbench.models.qwen_vl import QwenVLModel
+    from adbench.models.engines.qwen import QwenVLModel
     from adbench.schema import Query
 
     t = time.time()
@@ -197,7 +197,7 @@ def make_queries(n: int, tmp: Path) -> list:
 
 
 def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) -> dict:
-    from adbench.models.qwen_vl import QwenVLModel
+    from adbench.models.engines.qwen import QwenVLModel
 
     parts = set(mode.split("+"))
     if DEV == "cuda" and "fast" in parts:

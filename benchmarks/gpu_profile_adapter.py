@@ -26,7 +26,7 @@ import gpu_adfm as g  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from adbench.models.qwen_vl import QwenVLModel  # noqa: E402
+from adbench.models.engines.qwen import QwenVLModel  # noqa: E402
 
 BATCH = int(os.environ.get("BATCH", "64"))
 ENGINE = os.environ.get("ENGINE", "fast")

@@ -46,7 +46,7 @@ def make_queries(folder: Path) -> list:
 
 
 def main() -> None:
-    from adbench.models.qwen_vl import QwenVLModel
+    from adbench.models.engines.qwen import QwenVLModel
     from adbench.models.tiny_qwen import build_tiny_qwen_vl
 
     folder = Path(tempfile.mkdtemp(prefix="adbench-prepare-"))

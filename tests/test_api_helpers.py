@@ -1,32 +1,75 @@
 """Pieces of the API adapter: backoff, Retry-After, prices, image sizing, cache keys."""
 
 import json
-import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
+from tenacity import RetryCallState, Retrying
 
-from adbench.models.api_cache import ResponseCache, request_key
-from adbench.models.api_images import ImageEncoding, target_size
-from adbench.models.api_retry import RetryPolicy, is_transient_status, parse_retry_after
-from adbench.models.openai_api import SNAPSHOTS, MalformedResponse, extract_reply
-from adbench.models.prices import Price, PriceError, load_table, resolve_price
+from adbench.models.api.cache import ResponseCache, request_key
+from adbench.models.api.images import ImageEncoding, target_size
+from adbench.models.api.openai_chat import SNAPSHOTS, MalformedResponse, extract_reply
+from adbench.models.api.prices import Price, PriceError, load_table, resolve_price
+from adbench.models.api.retry import AskAgain, RetryPolicy, Stopped, is_transient_status, parse_retry_after
+
+
+def failed(attempt: int, retry_after: float | None = None) -> RetryCallState:
+    """tenacity's state after the `attempt`-th request failed (with the server's Retry-After, if any)."""
+    state = RetryCallState(Retrying(), None, (), {})
+    state.attempt_number = attempt
+    state.set_exception((AskAgain, AskAgain("HTTP 429", retry_after), None))
+    return state
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped():
     policy = RetryPolicy(max_retries=5, backoff_base=1.0, backoff_max=6.0)
-    rng = random.Random(0)
     for retry, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 6.0), (5, 6.0)):
-        waits = [policy.delay(retry, None, rng) for _ in range(200)]
+        waits = [policy.wait(failed(retry)) for _ in range(200)]
         assert min(waits) >= full / 2 and max(waits) <= full
         assert max(waits) - min(waits) > full / 4  # jittered, not a constant
 
 
 def test_retry_after_wins_over_shorter_backoff_and_too_long_means_give_up():
     policy = RetryPolicy(backoff_base=0.01, backoff_max=10.0)
-    assert policy.delay(1, 3.0, random.Random(0)) == 3.0
-    assert policy.delay(1, 11.0, random.Random(0)) is None
+    assert policy.wait(failed(1, 3.0)) == 3.0 and not policy.too_long(failed(1, 3.0))
+    assert policy.too_long(failed(1, 11.0)) and not policy.too_long(failed(1))
+
+
+def test_retrying_asks_again_only_what_is_worth_it_and_stops_when_told():
+    import threading
+
+    policy = RetryPolicy(max_retries=2, backoff_base=0.0)
+    calls = []
+
+    def flaky(outcomes):
+        calls.append(1)
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    never = threading.Event()
+    assert policy.retrying(never)(flaky, [AskAgain("500"), AskAgain("503"), "answer"]) == "answer"
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(AskAgain, match="third"):  # max_retries=2: three requests, then the last fault
+        policy.retrying(never)(flaky, [AskAgain("first"), AskAgain("second"), AskAgain("third"), "answer"])
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(KeyError):  # anything else is not asked again
+        policy.retrying(never)(flaky, [KeyError("x"), "answer"])
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(AskAgain, match="wait"):  # a Retry-After beyond backoff_max: given up at once
+        policy.retrying(never)(flaky, [AskAgain("wait", retry_after=3600), "answer"])
+    assert len(calls) == 1
+    calls.clear()
+    stopping = threading.Event()
+    stopping.set()
+    with pytest.raises(Stopped):  # the run is stopping: no waiting, no second request
+        RetryPolicy(max_retries=2, backoff_base=30).retrying(stopping)(flaky, [AskAgain("500"), "answer"])
+    assert len(calls) == 1
 
 
 def test_parse_retry_after_forms():

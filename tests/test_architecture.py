@@ -31,3 +31,27 @@ def test_models_never_import_tasks_or_training_and_tasks_never_import_models():
         assert not [m for m in imports_of(p) if m.startswith(("adbench.tasks", "adbench.training"))], p
     for p in (PKG / "tasks").rglob("*.py"):
         assert not [m for m in imports_of(p) if m.startswith(("adbench.models", "adbench.training"))], p
+
+
+#: What each family of adbench/models may import from the others (the shared modules at models/ are open to all).
+MODEL_FAMILIES = {
+    "shared": (),
+    "engines": ("engines",),
+    "presets": ("engines", "presets"),
+    "api": ("api",),
+    "baselines": ("baselines",),
+}
+
+
+def test_model_families_import_one_way():
+    """Shared modules import no family, engines no preset, API clients and baselines neither (docs/ARCHITECTURE.md)."""
+    models = PKG / "models"
+    seen = set()
+    for p in models.rglob("*.py"):
+        parts = p.relative_to(models).parts
+        family = parts[0] if len(parts) > 1 else "shared"
+        seen.add(family)
+        families = {m.split(".")[2] for m in imports_of(p) if m.startswith("adbench.models.")
+                    and m.split(".")[2] in MODEL_FAMILIES}
+        assert families <= set(MODEL_FAMILIES[family]), f"{p} imports {sorted(families)}"
+    assert seen == set(MODEL_FAMILIES)

@@ -118,9 +118,11 @@ def test_factory_receives_converted_values(test_model):
 def test_a_real_adapter_gets_booleans_from_text():
     """openai-compatible builds without a network or weights: its yes/no arguments arrive as booleans."""
     args = registry.parse_assignments(["model=m", "base_url=http://127.0.0.1:9/v1", "mmad=False", "cache=off",
-                                       "upscale=no", "max_tokens=64", "temperature=0"], "-M", "openai-compatible")
+                                       "upscale=no", "max_new_tokens=64", "temperature=0", "stop=###"], "-M",
+                                      "openai-compatible")
     m = registry.make_model("openai-compatible", **args)
-    assert (m.mmad, m.cache, m.max_tokens, m.temperature) == (False, None, 64, 0.0)
+    assert (m.mmad, m.cache, m.generation.max_new_tokens, m.generation.temperature) == (False, None, 64, 0.0)
+    assert m.generation.stop == ("###",) and m.decoding().do_sample is False  # temperature 0: greedy
     assert args["upscale"] is False and args["temperature"] == 0.0 and isinstance(args["temperature"], float)
 
 

@@ -26,17 +26,16 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from adbench.cli import main  # noqa: E402
 from adbench.data.demo import ensure_demo  # noqa: E402
-from adbench.leaderboard import ORACLE_NOTE, collect_rows, render  # noqa: E402
 from adbench.metrics import youden_threshold  # noqa: E402
-from adbench.models.anomalyclip import (  # noqa: E402
+from adbench.models.baselines.anomalyclip import (  # noqa: E402
     AnomalyCLIPModel,
     CheckpointError,
     expected_shapes,
     prompt_strings,
     random_prompt_state,
 )
-from adbench.models.clip_common import build_clip, encode_text, vit_pooled, vit_run, vit_tokens  # noqa: E402
-from adbench.models.winclip import (  # noqa: E402
+from adbench.models.baselines.clip_common import build_clip, encode_text, vit_pooled, vit_run, vit_tokens  # noqa: E402
+from adbench.models.baselines.winclip import (  # noqa: E402
     ANOMALOUS_STATES,
     NORMAL_STATES,
     TEMPLATES,
@@ -45,6 +44,8 @@ from adbench.models.winclip import (  # noqa: E402
     prompt_ensemble,
     window_index,
 )
+from adbench.results.tables import build_table  # noqa: E402
+from adbench.results.writer import ORACLE_NOTE, render_table  # noqa: E402
 from adbench.runner import RunSpec, run  # noqa: E402
 from adbench.schema import Query  # noqa: E402
 from adbench.store import RunStore  # noqa: E402
@@ -160,7 +161,7 @@ def test_zero_shot_score_is_clips_softmax_over_the_ensemble(tiny, brick):
     # independently: open_clip's encode_text / encode_image, mean of normalised sentence embeddings
     with torch.inference_mode():
         protos = [F.normalize(clip.encode_text(tok(s)), dim=-1).mean(0) for s in prompt_ensemble("brick").values()]
-        from adbench.models.clip_common import load_clip_image
+        from adbench.models.baselines.clip_common import load_clip_image
 
         image = clip.encode_image(load_clip_image(q.image, 64)[None])[0]
         logits = torch.stack([F.cosine_similarity(image, p, dim=0) for p in protos]) / 0.07
@@ -337,7 +338,7 @@ def test_learned_text_and_image_score_match_an_independent_computation(tiny, tin
 
     images = [brick["good"][0], brick["bad"][0]]
     responses = model.predict([_query(p) for p in images])
-    from adbench.models.clip_common import load_clip_image
+    from adbench.models.baselines.clip_common import load_clip_image
 
     with torch.inference_mode():
         x = torch.stack([load_clip_image(p, 64) for p in images])
@@ -405,11 +406,12 @@ def test_both_baselines_end_to_end_on_the_demo_suite(tiny, tiny_clip, checkpoint
     assert a_config["model_config"]["weights"] == str(weights)
     assert len(a_config["model_config"]["prompt_checkpoint_sha256"]) == 64
 
-    rows = collect_rows([outcome.run_dir, a_dir])
+    plain = build_table("datasets", [outcome.run_dir, a_dir])
+    rows = plain.rows
     assert [r.label for r in rows] == ["winclip*", "winclip (0.5)", "winclip (calib.)",
                                        "anomalyclip*", "anomalyclip (0.5)", "anomalyclip (calib.)"]
-    assert rows[0].values["DemoObject"] == outcome.results["rules"]["youden"]["accuracy"]["DemoObject"]
-    table = render(rows)
+    assert rows[0].figures["DemoObject"] == 100 * outcome.results["rules"]["youden"]["accuracy"]["DemoObject"]
+    table = render_table(plain, compact=True)
     assert "| winclip*" in table and "| anomalyclip (0.5)" in table and ORACLE_NOTE in table
     capsys.readouterr()
     assert main(["leaderboard", str(outcome.run_dir), str(a_dir)]) == 0

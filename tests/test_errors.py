@@ -14,12 +14,13 @@ from adbench.errors import UserError
 USER_ERRORS = [
     "adbench.registry:RegistryError", "adbench.args:ArgumentError", "adbench.data.paths:DataError",
     "adbench.store:StoreError", "adbench.runner:RunError", "adbench.images:ImageError",
-    "adbench.metrics:MetricError", "adbench.reference:ReferenceTableError", "adbench.layouts:LayoutError",
+    "adbench.metrics:MetricError", "adbench.results.reference:ReferenceTableError",
+    "adbench.results.layouts:LayoutError",
     "adbench.data.pseudo_boxes:BoxError", "adbench.training.recipes:RecipeError",
     "adbench.training.config:TrainingError", "adbench.training.grpo_data:TrainingDataError",
-    "adbench.models.prices:PriceError", "adbench.models.openai_api:APIConfigError",
-    "adbench.models.hf_vlm:UnsafeCheckpointError", "adbench.models.vllm_backend:VLLMUnavailableError",
-    "adbench.models.tiny_qwen:TokenizerAssetError", "adbench.models.anomalyclip:CheckpointError",
+    "adbench.models.api.prices:PriceError", "adbench.models.api.openai_chat:APIConfigError",
+    "adbench.models.weights:UnsafeCheckpointError", "adbench.models.engines.vllm_offline:VLLMUnavailableError",
+    "adbench.models.tiny_qwen:TokenizerAssetError", "adbench.models.baselines.anomalyclip:CheckpointError",
 ]
 
 

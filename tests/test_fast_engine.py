@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from adbench.models import tiny_qwen
-from adbench.models.qwen_kernels import (
+from adbench.models.engines.fast.decode import Sampling, StaticDecoder, bucket_rows, pad_rows
+from adbench.models.engines.fast.kernels import (
     ATTENTION_NAME,
     gqa_sdpa_attention,
     install_fast_attention,
     segment_attention,
 )
-from adbench.models.qwen_vl import QwenVLModel
-from adbench.models.static_decode import Sampling, StaticDecoder, bucket_rows, pad_rows
+from adbench.models.engines.qwen import QwenVLModel
 from tests.vlm_fixtures import TINY_ARGS, demo_queries, tiny_assets
 
 
@@ -244,7 +245,7 @@ def test_fast_engine_repeats_generate_with_left_padding(assets, queries):
 
 
 def test_prefetch_stages_batches_ahead_with_the_same_replies(assets, queries):
-    from adbench.models.static_decode import StagedBatch
+    from adbench.models.engines.fast.decode import StagedBatch
 
     model, processor = _load(assets)
     reference = [r.text for r in _adapter(model, processor, "generate", batch_size=3).predict(queries)]
@@ -318,7 +319,7 @@ def test_repetition_penalty_argument_overrides_the_checkpoint(assets, queries, t
 
     from transformers import GenerationConfig
 
-    from adbench.models.hf_vlm import checkpoint_generation_defaults
+    from adbench.models.generation import checkpoint_generation_defaults
 
     # the tiny checkpoint sets neither: transformers' defaults (top_k 50 before transformers 5.2x, then none)
     assert checkpoint_generation_defaults(str(assets.base)) == {"repetition_penalty": 1.0,
@@ -335,7 +336,7 @@ def test_repetition_penalty_argument_overrides_the_checkpoint(assets, queries, t
              ("generate", "fast")]
     replies = [[r.text for r in adapter.predict(queries)] for adapter in given]
     assert replies[0] == replies[1]
-    assert given[0].config()["repetition_penalty"] == 1.5
+    assert given[0].config()["generation"]["repetition_penalty"] == 1.5
     assert replies[0] != [r.text for r in _adapter(model, processor, "fast", max_new_tokens=24).predict(queries)]
 
 
@@ -345,10 +346,10 @@ def test_the_checkpoints_top_k_applies_to_sampling_unless_turned_off(assets, que
     model.generation_config.top_k = 1  # as Qwen2.5-VL-Instruct's generation_config.json sets
     for engine in ("generate", "fast"):
         sampled = _adapter(model, processor, engine, do_sample=True, temperature=1.5)
-        assert sampled.config()["top_k"] == 1
+        assert sampled.config()["generation"]["top_k"] == 1
         assert [r.text for r in sampled.predict(queries)] == greedy  # top_k 1: sampling is greedy
-        sampled.top_k = 0
-        assert sampled.config()["top_k"] is None
+        sampled.generation = replace(sampled.generation, top_k=0)
+        assert sampled.config()["generation"]["top_k"] is None
         assert [r.text for r in sampled.predict(queries)] != greedy
 
 
@@ -415,3 +416,17 @@ def test_decoding_step_traces_as_one_graph(assets, queries):
                                             sampling, min_new_tokens=4))
         assert replies[1] == replies[0]
         assert len({tuple(r) for r in replies[0]}) > 1
+
+
+def test_stop_strings_end_replies_alike_on_both_engines(assets, queries):
+    model, processor = _load(assets)
+    full = [r.text for r in _adapter(model, processor, "generate").predict(queries)]
+    stop = full[0][2:5]  # a piece of the first reply, after its start
+    assert len(full[0]) >= 5 and stop.strip()
+    expected = [t[: t.find(stop)] if stop in t else t for t in full]
+    for engine in ("generate", "fast"):
+        adapter = _adapter(model, processor, engine, stop=[stop])
+        got = adapter.predict(queries)
+        assert [r.text for r in got] == expected
+        assert not got[0].meta.get("truncated")  # ended by the stop string, not by the length limit
+        assert adapter.config()["generation"]["stop"] == [stop]

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ import pytest
 from PIL import Image
 
 from adbench import registry
-from adbench.models.hf_vlm import GenericVLM, UnsafeCheckpointError
+from adbench.models.engines.qwen import QwenVLModel
+from adbench.models.presets.open_vlms import GenericVLM
 from adbench.models.qwen_frame import model_input_size
-from adbench.models.qwen_vl import QwenVLModel
+from adbench.models.weights import UnsafeCheckpointError
 from adbench.schema import PARSED, UNPARSED, Query
 from tests.vlm_fixtures import TINY_ARGS, demo_queries, tiny_assets
 
@@ -105,12 +107,14 @@ def test_adapter_is_applied(assets, adfm_model, queries):
 
 
 def test_seeded_sampling_repeats_and_seeds_differ(adfm_model, queries):
+    greedy_settings = adfm_model.generation
+
     def texts(seed):
-        adfm_model.do_sample, adfm_model.temperature, adfm_model.seed = True, 1.5, seed
+        adfm_model.generation = replace(greedy_settings, do_sample=True, temperature=1.5, seed=seed)
         try:
             return [r.text for r in adfm_model.predict(queries[:2])]
         finally:
-            adfm_model.do_sample, adfm_model.temperature, adfm_model.seed = False, 1.0, 0
+            adfm_model.generation = greedy_settings
 
     first = texts(3)
     assert texts(3) == first

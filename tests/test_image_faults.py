@@ -11,7 +11,7 @@ from PIL import Image
 
 from adbench.cli import main
 from adbench.images import ImageError, check_image, load_image, read_mask_pixels
-from adbench.report import mask_outline, thumbnail
+from adbench.results.report import mask_outline, thumbnail
 from adbench.runner import RunSpec, run
 from tests import layouts as L
 

@@ -150,7 +150,7 @@ def _score_record(i, ds, label, score, role="eval"):
 
 
 def test_scoring_gives_defined_results_for_degenerate_datasets():
-    from adbench.scoring import score_records
+    from adbench.results import score_records
 
     records = [
         # "One": normal images only -> no Youden threshold, no AUROC, but fixed and calibrated decide

@@ -107,7 +107,7 @@ def test_an_adapter_folder_without_adapter_files(data_root, tmp_path):
 
 def test_an_adapter_whose_trained_base_is_gone(tmp_path, data_root):
     """An adapter copied without the base its metadata names: the error names the absolute missing folder."""
-    from adbench.models.qwen_vl import TRAINING_METADATA
+    from adbench.models.presets.adfm import TRAINING_METADATA
     from tests.vlm_fixtures import tiny_assets
 
     adapter = tmp_path / "out" / "adapter"

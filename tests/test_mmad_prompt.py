@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from adbench import registry
-from adbench.models.hf_vlm import GenericVLM
+from adbench.models.engines.qwen import QwenVLModel
+from adbench.models.presets.open_vlms import GenericVLM
 from adbench.models.prompting import MMAD_INSTRUCTION, make_prompting, question_number
 from adbench.models.qwen_frame import MMAD_MAX_PIXELS, MMAD_MIN_PIXELS
-from adbench.models.qwen_vl import QwenVLModel
 from adbench.runner import RunSpec, run
 from adbench.schema import PARSED, UNPARSED, Query
 from tests.vlm_fixtures import TINY_ARGS, tiny_assets
@@ -177,7 +177,7 @@ def test_prompt_mmad_is_refused_with_the_adfm_protocol_and_its_options_without_i
     # the adfm model asked MMAD's way gets MMAD's image budget and length, not the AD-FM recipe's
     adfm_mmad = registry.make_model("adfm", base=str(assets.base), protocol="mmad", prompt="mmad")
     config = adfm_mmad.config()
-    assert (config["min_pixels"], config["max_pixels"], config["max_new_tokens"]) == \
+    assert (config["min_pixels"], config["max_pixels"], config["generation"]["max_new_tokens"]) == \
         (MMAD_MIN_PIXELS, MMAD_MAX_PIXELS, 128)
     assert config["prompting"] == "mmad-script"
 
@@ -229,7 +229,8 @@ def test_cli_run_with_prompt_mmad_records_replies_and_answers(assets, tmp_path):
     assert mc["parser"].startswith("adbench.answers.mmad_answer")
     assert mc["instruction"]["sha256"] == hashlib.sha256(MMAD_INSTRUCTION.encode()).hexdigest()
     # the preset's MMAD settings: the script's image budget and 128 new tokens unless -M says otherwise
-    assert (mc["min_pixels"], mc["max_pixels"], mc["max_new_tokens"]) == (MMAD_MIN_PIXELS, MMAD_MAX_PIXELS, 8)
+    assert (mc["min_pixels"], mc["max_pixels"], mc["generation"]["max_new_tokens"]) == \
+        (MMAD_MIN_PIXELS, MMAD_MAX_PIXELS, 8)
     # the same run with numbered questions: another run id, another prompt hash
     spec = RunSpec(model="qwen2.5-vl-7b", task="demo-multitask", limit=6, data_root=assets.data_root, out=out,
                    model_args={"base": str(assets.base), "prompt": "mmad", "max_new_tokens": 8,

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from adbench import registry
-from adbench.models.openai_api import MMAD_INSTRUCTION, APIConfigError, mmad_text
+from adbench.models.api.openai_chat import MMAD_INSTRUCTION, APIConfigError, mmad_text
 from adbench.runner import RunSpec, run
 from tests.chat_server import COMPLETION_TOKENS, ChatServer
 from tests.helpers import write_mini_mmad
@@ -157,8 +157,8 @@ def test_second_run_sends_no_request_and_the_cache_marks_its_answers(server, sui
         assert r["meta"]["original_cost_usd"] == pytest.approx(before[r["id"]]["usage"]["cost_usd"])
         assert r["text"] == before[r["id"]]["text"]
     assert fresh.results["usage"]["cost_usd"] == 0.0 and fresh.results["usage"]["cache_hits"] == 8
-    # the key covers generation settings: another max_tokens is another request
-    api_run(server, suite, tmp_path, out="runs-other", max_tokens=64)
+    # the key covers generation settings: another max_new_tokens is another request
+    api_run(server, suite, tmp_path, out="runs-other", max_new_tokens=64)
     assert server.n_requests == 16
     api_run(server, suite, tmp_path, out="runs-nocache", cache=False)
     assert server.n_requests == 24
@@ -251,10 +251,14 @@ def test_mmad_preset_mirrors_mmads_gpt4o_request(server, suite, tmp_path, secret
     config = json.loads((o.run_dir / "config.json").read_text())["model_config"]
     assert config["model"] == "gpt-4o-2024-08-06" and config["mmad"] is True
     assert config["price"]["input"] == PRICE_IN  # the -M override of the table
+    # MMAD's script samples at the API's default temperature: none is sent, none recorded
+    assert config["generation"] == {"max_new_tokens": 200, "min_new_tokens": None, "do_sample": True,
+                                    "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": None,
+                                    "seed": 0, "stop": None}
 
 
 def test_gpt_preset_is_pinned_and_priced_from_the_table(server, suite, tmp_path, secret):
-    from adbench.models.prices import load_table
+    from adbench.models.api.prices import load_table
 
     table = load_table()["models"]["gpt-4o-mini-2024-07-18"]
     o = run(RunSpec(model="gpt-4o-mini", task="mini-binary", data_root=suite, out=tmp_path / "runs", limit=2,
@@ -271,9 +275,12 @@ def test_gpt_preset_is_pinned_and_priced_from_the_table(server, suite, tmp_path,
 
 
 def test_default_layout_interleaves_the_tasks_segments(server, suite, tmp_path, secret):
-    api_run(server, suite, tmp_path, limit=1, detail="high")
+    o = api_run(server, suite, tmp_path, limit=1, detail="high")
     body = server.requests[0]["body"]
     assert body["temperature"] == 0.0 and body["max_tokens"] == 128 and body["seed"] == 0
+    assert not {"top_p", "stop"} & set(body)
+    generation = json.loads((o.run_dir / "config.json").read_text())["model_config"]["generation"]
+    assert (generation["do_sample"], generation["max_new_tokens"], generation["seed"]) == (False, 128, 0)
     content = body["messages"][-1]["content"]
     kinds = [p["type"] for p in content]
     assert kinds == ["text", "text", "image_url", "text", "image_url", "text"]
@@ -300,6 +307,25 @@ def test_cli_runs_openai_compatible_against_the_server(server, tmp_path, secret)
     assert list((tmp_path / "cache" / "api").rglob("*.json"))  # $ADBENCH_CACHE chose the cache folder
     assert secret not in p.stdout + p.stderr
     assert time.monotonic() - t < 60
+
+
+def test_decoding_settings_are_sent_under_the_apis_names(server, suite, tmp_path, secret):
+    api_run(server, suite, tmp_path, limit=1, temperature=0.7, top_p=0.9, stop=["\n\n", "###"], max_new_tokens=32)
+    body = server.requests[0]["body"]
+    assert (body["temperature"], body["top_p"], body["stop"], body["max_tokens"]) == (0.7, 0.9, ["\n\n", "###"], 32)
+    api_run(server, suite, tmp_path, out="sampled", limit=1, do_sample=True)  # the API's default temperature
+    assert "temperature" not in server.requests[1]["body"]
+
+
+def test_settings_the_api_has_no_field_for_and_old_names_are_refused(secret):
+    url = "http://127.0.0.1:9/v1"
+    for key, value in (("top_k", 5), ("repetition_penalty", 1.05), ("min_new_tokens", 2)):
+        with pytest.raises(ValueError, match=f"the chat-completions API has no {key}: drop -M {key}"):
+            registry.make_model("openai-compatible", base_url=url, model="m", **{key: value})
+    with pytest.raises(registry.RegistryError, match=r"-M max_tokens \(-M max_tokens is now -M max_new_tokens\)"):
+        registry.parse_assignments([f"base_url={url}", "model=m", "max_tokens=64"], "-M", "openai-compatible")
+    with pytest.raises(ValueError, match="needs sampling: drop -M do_sample=false"):
+        registry.make_model("openai-compatible", base_url=url, model="m", do_sample=False, temperature=0.5)
 
 
 def test_openai_compatible_needs_base_url_and_model(secret):

@@ -16,15 +16,15 @@ skdata = pytest.importorskip("skimage.data")
 from PIL import Image, ImageDraw  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from adbench.images import file_digest  # noqa: E402
 from adbench.model import SCORE  # noqa: E402
-from adbench.models.backbones import (  # noqa: E402
+from adbench.models.baselines.backbones import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_backbone,
-    file_sha256,
     load_state_dict,
 )
-from adbench.models.patchcore import PatchCoreModel, greedy_coreset  # noqa: E402
+from adbench.models.baselines.patchcore import PatchCoreModel, greedy_coreset  # noqa: E402
 from adbench.schema import Query  # noqa: E402
 
 GROUP = "textures/brick"
@@ -207,7 +207,7 @@ def test_weights_are_the_real_imagenet_ones(model):
     loaded = backbone.net.state_dict()
     assert set(stored) == set(loaded)
     assert all(torch.equal(stored[k], loaded[k]) for k in stored)
-    assert model.config()["weights_sha256"] == file_sha256(backbone.weights_path)
+    assert model.config()["weights_sha256"] == file_digest(backbone.weights_path)
     # and they are ImageNet weights: Chelsea is a cat (classes 281-285)
     image = Image.fromarray(skdata.chelsea()).resize((224, 224), Image.Resampling.BILINEAR)
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]

@@ -14,8 +14,9 @@ pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
 from torchvision.models import resnet18, wide_resnet50_2  # noqa: E402
 
-from adbench.models.backbones import available, build_backbone, file_sha256, load_state_dict  # noqa: E402
-from adbench.models.patchcore import PatchCoreModel  # noqa: E402
+from adbench.images import file_digest  # noqa: E402
+from adbench.models.baselines.backbones import available, build_backbone, load_state_dict  # noqa: E402
+from adbench.models.baselines.patchcore import PatchCoreModel  # noqa: E402
 from adbench.schema import Query  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def test_wide_resnet50_taps_layer2_and_layer3_of_the_given_weights(weights):
     assert f2.shape == (2, 512, 8, 8) and f3.shape == (2, 1024, 4, 4)  # strides 8 and 16
     cfg = backbone.config()
     assert cfg["layers"] == ["layer2", "layer3"] and cfg["channels"] == [512, 1024]
-    assert cfg["weights_sha256"] == file_sha256(weights)
+    assert cfg["weights_sha256"] == file_digest(weights)
 
 
 def test_patchcore_with_wide_resnet50_scores_a_defect_higher(weights, tmp_path):

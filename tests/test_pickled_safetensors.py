@@ -87,8 +87,8 @@ def _base_copy(tmp_path: Path) -> Path:
 
 
 def test_base_model_folder(tmp_path, marker, fmt):
-    from adbench.models.hf_vlm import GenericVLM
-    from adbench.models.qwen_vl import QwenVLModel
+    from adbench.models.engines.qwen import QwenVLModel
+    from adbench.models.presets.open_vlms import GenericVLM
     from tests.vlm_fixtures import TINY_ARGS
 
     base = _base_copy(tmp_path)
@@ -102,7 +102,7 @@ def test_base_model_folder(tmp_path, marker, fmt):
 
 
 def test_lora_adapter_folder(tmp_path, marker, fmt):
-    from adbench.models.qwen_vl import QwenVLModel
+    from adbench.models.engines.qwen import QwenVLModel
     from tests.vlm_fixtures import TINY_ARGS, tiny_assets
 
     adapter = tmp_path / "adapter"
@@ -126,7 +126,7 @@ def test_training_base(tmp_path, marker, fmt):
 
 def test_patchcore_weights(tmp_path, marker, fmt):
     pytest.importorskip("efficientnet_lite_pytorch")
-    from adbench.models.patchcore import PatchCoreModel
+    from adbench.models.baselines.patchcore import PatchCoreModel
 
     bad = write_pickle(tmp_path / "backbone.safetensors", marker, fmt)
     with pytest.raises(UnsafeCheckpointError) as e:
@@ -147,8 +147,8 @@ def tiny_clip_config(tmp_path_factory) -> str:
 
 
 def test_clip_weights_and_anomalyclip_prompt_checkpoint(tmp_path, marker, fmt, tiny_clip_config):
-    from adbench.models.anomalyclip import AnomalyCLIPModel
-    from adbench.models.winclip import WinCLIPModel
+    from adbench.models.baselines.anomalyclip import AnomalyCLIPModel
+    from adbench.models.baselines.winclip import WinCLIPModel
 
     bad = write_pickle(tmp_path / "open_clip_model.safetensors", marker, fmt)
     with pytest.raises(UnsafeCheckpointError) as e:

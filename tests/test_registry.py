@@ -9,7 +9,7 @@ from adbench.registry import RegistryError, parse_assignments
 
 def test_importing_adbench_and_listing_imports_no_heavy_library():
     code = (
-        "import sys, adbench, adbench.registry, adbench.cli, adbench.runner, adbench.scoring;"
+        "import sys, adbench, adbench.registry, adbench.cli, adbench.runner, adbench.results;"
         "adbench.registry.models(); adbench.registry.tasks();"
         "print([m for m in ('torch', 'transformers', 'openai', 'open_clip', 'trl', 'vllm') if m in sys.modules])"
     )
@@ -41,7 +41,7 @@ def test_third_party_adapter_through_entry_points(tmp_path):
     pkg = tmp_path / "site"
     (pkg / "myplugin").mkdir(parents=True)
     (pkg / "myplugin" / "__init__.py").write_text(
-        "from adbench.models.chance import ChanceModel\n"
+        "from adbench.models.baselines.chance import ChanceModel\n"
         "def make(seed=0):\n    m = ChanceModel(seed)\n    m.name = 'mine'\n    return m\n"
     )
     dist = pkg / "myplugin-0.1.dist-info"

@@ -1,7 +1,7 @@
 import pytest
 
+from adbench.results import record_correctness, score_records
 from adbench.schema import PARSED, UNPARSED, Record
-from adbench.scoring import record_correctness, score_records
 
 
 def rec(i, ds, qtype, label, correct, *, cat="c", error=None, status=PARSED, score=None, role="eval", answer="A"):

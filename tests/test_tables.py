@@ -29,7 +29,7 @@ registry.register_task("mini-binary", "tests.helpers:mini_binary_task", "test ta
 registry.register_model("mean-scorer", "tests.test_tables:MeanScorer", "test model")
 
 # The paper's tables as they appear in its text (tab separators written as " | ").
-# Transcribed here independently of adbench/leaderboards/*.json so a slip in either shows.
+# Transcribed here independently of adbench/results/published/*.json so a slip in either shows.
 TABLE1 = """
  |  | Scale | MVTec | VisA | MVTec-LOCO | GoodsAD | Avg.
 Proprietary | GPT-4o-mini [†] | - | - | - | - | - | 64.33

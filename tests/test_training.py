@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from adbench.models.qwen_vl import TRAINING_METADATA, trained_defaults
+from adbench.models.presets.adfm import TRAINING_METADATA, trained_defaults
 from adbench.training.lora import LANGUAGE_LINEAR, VISION_PATTERN, LoraTargetError, assert_vision_frozen
 from adbench.training.recipes import load_recipe
 from adbench.training.resume import RECIPE_RECORD

@@ -20,10 +20,11 @@ import gc
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adbench.data.paths import DataError
 from adbench.schema import ANOMALOUS, NORMAL, Sample
 
 #: Image file extensions, compared case-insensitively (.png, .PNG, .JPG, .bmp ...).
@@ -126,10 +127,22 @@ def mask_index(folder: Path) -> dict[str, str]:
     return out
 
 
-def rank(seed: int, *parts: object) -> int:
-    """A seeded, machine-independent pseudo-random integer (never Python's hash())."""
-    key = "\x1f".join(str(p) for p in (seed, *parts)).encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+def rank(seed: int, *parts: object, sep: str = "\x1f", bits: int = 64) -> int:
+    """A seeded, machine-independent pseudo-random integer: every seeded draw in adbench is one.
+
+    The first `bits` bits of SHA-256 over the seed and the parts joined by `sep`, so the
+    same on every machine and Python version (Python's own hash() is salted per process).
+    Each draw keeps the `sep` and `bits` it was first released with, since changing them
+    would change published splits, subsets and references:
+
+    - reference images (`draw_references`): "\\x1f", 64 bits, modulo the pool's size;
+    - the 20/80 split (`adbench.data.split`): "\\x1f", 256 bits, as a sort key;
+    - the `--limit` subset (`adbench.runner.stratified_subset`): ":", 256 bits, as a sort key;
+    - the `chance` model's choice: ":", 64 bits, modulo the number of options (it still
+      computes this inline; tests/test_rank.py pins that the two agree).
+    """
+    key = sep.join(str(p) for p in (seed, *parts)).encode()
+    return int.from_bytes(hashlib.sha256(key).digest(), "big") >> (256 - bits)
 
 
 def draw_references(sample_id: str, pool: Sequence[str], k: int, seed: int, exclude: str = "") -> list[str]:
@@ -183,6 +196,30 @@ def ad_sample(
         mask=mask,
         meta=meta,
     )
+
+
+def yes_no_samples(root: Path, images: Iterable[tuple[Path | str, int]], *, dataset: str,
+                   category: str | None = None) -> list[Sample]:
+    """One Anomaly Detection Sample (Yes = anomalous) per `(image, label)` under `root`.
+
+    The smallest reader a task of one's own needs (see README, "Adding a task in one
+    file"): `label` is `NORMAL` or `ANOMALOUS`, the id is `<dataset>/<image's path
+    relative to root>` ('/'-separated, the same on every machine), an anomalous image's
+    defect is its folder's name, and `category` defaults to the dataset's name. The
+    samples are sorted by id, so the order does not depend on how the folder was listed.
+    No images at all is an error naming `root`: a task that finds nothing is a wrong path.
+    """
+    out = []
+    for image, label in images:
+        if label not in (NORMAL, ANOMALOUS):
+            raise ValueError(f"{image}: label must be NORMAL (0) or ANOMALOUS (1), got {label!r}")
+        path = Path(image)
+        out.append(ad_sample(dataset=dataset, category=category or dataset, rel=path.relative_to(root).as_posix(),
+                             image=path, label=label, defect=GOOD if label == NORMAL else path.parent.name,
+                             split="test"))
+    if not out:
+        raise DataError(f"{dataset}: no images found under {root}")
+    return sorted(out, key=lambda s: s.id)
 
 
 def attach_support(samples: Sequence[Sample], is_support: Callable[[Sample], bool], seed: int = 0) -> None:

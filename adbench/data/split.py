@@ -4,10 +4,10 @@ AD-FM trains on "20% of the data, uniformly sampled across object categories" an
 evaluates on the remaining 80%. Here the unit is the image (every question about an
 image lands on the same side, so no image is ever seen in training and asked about
 in evaluation), and the draw is stratified by dataset, category and label: within
-each stratum the images are ordered by SHA-256 of `<seed>` and the image key, and
-the first round(20% of n) train. SHA-256 of plain strings is the same on every
-machine and Python version (Python's own `hash()` is salted per process), so one
-seed gives one split everywhere.
+each stratum the images are ordered by SHA-256 of `<seed>` and the image key
+(`adbench.data.layout.rank`), and the first round(20% of n) train. SHA-256 of plain
+strings is the same on every machine and Python version (Python's own `hash()` is
+salted per process), so one seed gives one split everywhere.
 
 The split is written as JSON (sorted key lists plus provenance), and its hash, over
 the two sorted lists, is what a run records as `split_hash`. A split file of one's
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench.args import ArgumentError
+from adbench.data.layout import rank
 from adbench.data.paths import DataError
 from adbench.jsonfile import read_json
 from adbench.schema import Sample
@@ -61,10 +62,6 @@ class Split:
                 "n_train_images": len(self.train), "n_eval_images": len(self.eval)}
 
 
-def _rank(seed: int, key: str) -> str:
-    return hashlib.sha256(f"{seed}\x1f{key}".encode()).hexdigest()
-
-
 def n_train(n: int, fraction: float) -> int:
     """round(n * fraction), halves rounded up (Python's round() would round them to even)."""
     return math.floor(n * fraction + 0.5)
@@ -80,7 +77,7 @@ def draw_split(units: Mapping[str, Stratum], seed: int = 0, fraction: float = TR
     train: list[str] = []
     counts = {}
     for stratum in sorted(strata, key=lambda s: (s[0], s[1], s[2])):
-        keys = sorted(strata[stratum], key=lambda k: (_rank(seed, k), k))
+        keys = sorted(strata[stratum], key=lambda k: (rank(seed, k, bits=256), k))
         k = n_train(len(keys), fraction)
         train += keys[:k]
         counts["/".join(map(str, stratum))] = {"train": k, "eval": len(keys) - k}

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench.errors import UserError
-from adbench.models.qwen_vl import TRAINING_METADATA, read_training_metadata
+from adbench.models.presets.adfm import TRAINING_METADATA, read_training_metadata
 from adbench.models.weights import check_safetensors_folder, locate_pretrained
 from adbench.provenance import environment, now
 from adbench.store import write_json_atomic

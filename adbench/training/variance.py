@@ -184,7 +184,7 @@ def used_sampling(model: Any, margs: dict[str, Any]) -> dict[str, Any]:
     """The sampling settings the adapter applies: its own `config()` (which resolves what the
     checkpoint's generation config leaves in force), else what it was given."""
     config = getattr(model, "config", None)
-    cfg = config() if callable(config) else {}
+    cfg = (config() if callable(config) else {}).get("generation") or {}  # the resolved GenerationConfig
     return {k: cfg[k] if k in cfg else margs.get(k, ROLLOUT_SAMPLING.get(k)) for k in SAMPLING_KEYS}
 
 

@@ -7,10 +7,10 @@ batch size, order or resumption.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from adbench.data.layout import rank
 from adbench.model import GENERATIVE, Model
 from adbench.schema import PARSED, Query, Response
 
@@ -24,8 +24,7 @@ class ChanceModel(Model):
 
     def _pick(self, query: Query) -> str:
         letters = sorted(query.options)
-        digest = hashlib.sha256(f"{self.seed}:{query.id}".encode()).digest()
-        return letters[int.from_bytes(digest[:8], "big") % len(letters)]
+        return letters[rank(self.seed, query.id, sep=":") % len(letters)]
 
     def predict(self, queries: Sequence[Query]) -> list[Response]:
         out = []

@@ -17,7 +17,6 @@ Adding a backbone: write a `_build_<name>(weights, image_size)` function returni
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,18 +27,11 @@ from torch import nn
 
 from adbench.args import ArgumentError
 from adbench.errors import UserError
+from adbench.images import file_digest
 from adbench.models.weights import check_weights_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_state_dict(path: str | Path, what: str = "backbone weights",
@@ -106,7 +98,7 @@ class Backbone(nn.Module):
 
     def config(self) -> dict[str, Any]:
         if self._sha256 is None:
-            self._sha256 = file_sha256(self.weights_path)
+            self._sha256 = file_digest(self.weights_path)
         return {
             "backbone": self.name,
             "layers": list(self.layers),

@@ -1,6 +1,6 @@
 """Published reference figures: the AD-FM paper's Tables 1-4 and MMAD's rows, shipped as data.
 
-Each table is one JSON file in `adbench/leaderboards/` (installed with the package):
+Each table is one JSON file in `adbench/results/published/` (package data):
 its source (paper, arXiv id, table number, caption), the footnote marks it uses
 (`†`, `‡`, `*`), the descriptor columns (Scale; Reward and Reasoning in Table 4), the
 value columns exactly as published, and one row per published line with its group
@@ -65,7 +65,7 @@ class ReferenceTable:
 
 
 def _path_of(name: str) -> Any:
-    return resources.files("adbench").joinpath("leaderboards", f"{name}.json")
+    return resources.files("adbench.results").joinpath("published", f"{name}.json")
 
 
 def load_reference(name: str) -> ReferenceTable:

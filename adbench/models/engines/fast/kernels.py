@@ -1,7 +1,7 @@
 """Rewrites of Qwen2.5-VL's vision and text layers that give the same numbers with faster kernels.
 
 All are results-neutral rewrites of what transformers' `sdpa` path computes; the fast
-engine (`adbench.models.static_decode`) installs them, and `benchmarks/gpu_adfm.py`
+engine (`adbench.models.engines.fast.decode`) installs them, and `benchmarks/gpu_adfm.py`
 measures what they buy on a GPU.
 
 1. **Vision window attention in one call per window size.** Without flash-attn,

@@ -39,7 +39,7 @@ from PIL import Image
 from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
 from adbench.model import SCORE, Model
-from adbench.models.backbones import IMAGENET_MEAN, IMAGENET_STD, available, build_backbone
+from adbench.models.baselines.backbones import IMAGENET_MEAN, IMAGENET_STD, available, build_backbone
 from adbench.schema import Query, Response
 
 CORESET_PROJECTION_DIM = 128  # random projection used to speed up the greedy coreset

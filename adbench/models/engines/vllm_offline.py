@@ -1,4 +1,4 @@
-"""The vLLM backend (`-M backend=vllm`): the same prompts and parsers through vLLM's offline engine.
+"""The vLLM engine (`-M backend=vllm`): the same prompts and parsers through vLLM's offline engine.
 
 vLLM is an optional extra (`pip install 'adbench[vllm]'`, Linux + CUDA). Nothing here
 imports it until an adapter is built, and building one without it installed is a
@@ -18,7 +18,9 @@ parser. For Qwen2.5-VL the query image's model-input size comes from the resize 
 so boxes map back to image pixels exactly as on the transformers path.
 
 Weights are loaded with `load_format="safetensors"` (vLLM then refuses pickled
-checkpoints); adapters must be `adapter_model.safetensors` folders.
+checkpoints); adapters must be `adapter_model.safetensors` folders. Decoding settings:
+`adbench.models.generation`, applied here as `SamplingParams`, with the checkpoint's
+repetition_penalty and top_k as defaults as on the transformers engine.
 """
 
 from __future__ import annotations
@@ -28,13 +30,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from adbench.args import ArgumentError
 from adbench.errors import UserError
 from adbench.images import ImageError, load_image
-from adbench.model import GENERATIVE, Model
-from adbench.models.hf_vlm import check_adapter_folder, checkpoint_generation_defaults
-from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
-from adbench.models.qwen_frame import model_input_size
+from adbench.models.engines.local import LocalVLM
+from adbench.models.generation import LOCAL_DEFAULTS, checkpoint_generation_defaults
+from adbench.models.qwen_frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, model_input_size
 from adbench.models.weights import locate_pretrained
 from adbench.schema import Query, Response
 
@@ -56,82 +56,52 @@ def require_vllm() -> None:
         )
 
 
-class VLLMModel(Model):
+class VLLMModel(LocalVLM):
     """An MLLM served by vLLM's offline engine; same arguments and replies as the transformers adapters.
 
-    Arguments (`-M key=value`): base, adapter, family ("qwen2.5-vl", "internvl", "internvl-remote",
-    "llava-next", "generic"), protocol, stages, prompt, question_id, instruction_file (`-M prompt=mmad`:
-    MMAD's script's prompt, see `prompting.MMADScriptPrompting`), dtype, max_new_tokens, min_new_tokens,
-    do_sample, temperature, top_p, repetition_penalty and top_k (default: the checkpoint's), seed, min_pixels /
-    max_pixels (Qwen2.5-VL), max_model_len, gpu_memory_utilization, max_lora_rank,
-    tensor_parallel_size, trust_remote_code, name.
+    Arguments (`-M key=value`): those of `LocalVLM` (base, adapter, prompting, decoding: repetition_penalty
+    and top_k default to the checkpoint's), family ("qwen2.5-vl", "internvl", "internvl-remote",
+    "llava-next", "generic"), dtype, min_pixels / max_pixels (Qwen2.5-VL), max_model_len,
+    gpu_memory_utilization, max_lora_rank, tensor_parallel_size.
     """
 
     name = "vllm"
-    output = GENERATIVE
 
     def __init__(
         self,
-        base: str,
-        adapter: str | None = None,
         family: str = "generic",
-        protocol: str = "mmad",
-        stages: str = "multi",
-        prompt: str = "task",
-        question_id: bool = False,
-        instruction_file: str | None = None,
         dtype: str = "auto",
-        max_new_tokens: int = 128,
-        min_new_tokens: int | None = None,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        repetition_penalty: float | None = None,
-        top_k: int | None = None,
-        seed: int = 0,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
         max_model_len: int = 8192,
         gpu_memory_utilization: float = 0.9,
-        max_lora_rank: int = 64,
         tensor_parallel_size: int = 1,
-        trust_remote_code: bool = False,
-        name: str | None = None,
+        max_lora_rank: int = 64,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        **kwargs: Any,
     ) -> None:
         require_vllm()  # before any other work: the user learns about the missing extra first
-        if protocol == "adfm" and family != "qwen2.5-vl":
-            raise ArgumentError("protocol 'adfm' needs a Qwen2.5-VL model (its box frame is known)")
-        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(
-            protocol, stages, prompt=prompt, question_id=question_id, instruction_file=instruction_file)
-        if name:
-            self.name = name
-        self.base = str(base)
-        locate_pretrained(self.base)  # not on this machine and no hub: one line now, not vLLM's retries later
-        self.adapter = str(check_adapter_folder(adapter)) if adapter else None
         self.family = family
+        super().__init__(**kwargs)
+        locate_pretrained(self.base)  # not on this machine and no hub: one line now, not vLLM's retries later
         self.dtype = dtype
-        self.max_new_tokens = int(max_new_tokens)
-        self.min_new_tokens = None if min_new_tokens is None else int(min_new_tokens)
-        self.do_sample = bool(do_sample)
-        self.temperature = float(temperature)
-        self.top_p = float(top_p)
-        # like `generate` (and unlike vLLM's own defaults), the checkpoint's penalty and top_k unless given
-        defaults = checkpoint_generation_defaults(self.base) if None in (repetition_penalty, top_k) else {}
-        self.repetition_penalty = (defaults["repetition_penalty"] if repetition_penalty is None
-                                   else float(repetition_penalty))
-        self.top_k = (defaults["top_k"] if top_k is None else int(top_k)) or None
-        self.seed = int(seed)
+        # like `generate` (and unlike vLLM's own defaults), the checkpoint's penalty and top_k unless given;
+        # the file is read only then (a hub id's generation_config.json may need a download)
+        given = self.generation
+        self._checkpoint = checkpoint_generation_defaults(self.base) \
+            if None in (given.repetition_penalty, given.top_k) else {}
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.max_model_len = int(max_model_len)
         self.gpu_memory_utilization = float(gpu_memory_utilization)
         self.max_lora_rank = int(max_lora_rank)
         self.tensor_parallel_size = int(tensor_parallel_size)
-        self.trust_remote_code = bool(trust_remote_code)
         self._llm: Any = None
         self._renderer: Any = None
         self._lora: Any = None
         self._max_images = 0
+
+    def supports_boxes(self) -> bool:
+        return self.family == "qwen2.5-vl"
 
     # ------------------------------------------------------------------ engine
 
@@ -146,7 +116,7 @@ class VLLMModel(Model):
 
         self._max_images = max(n_images, 2)
         kwargs: dict[str, Any] = dict(
-            model=self.base, dtype=self.dtype, seed=self.seed, max_model_len=self.max_model_len,
+            model=self.base, dtype=self.dtype, seed=self.decoding().seed, max_model_len=self.max_model_len,
             gpu_memory_utilization=self.gpu_memory_utilization, tensor_parallel_size=self.tensor_parallel_size,
             trust_remote_code=self.trust_remote_code, load_format="safetensors",
             limit_mm_per_prompt={"image": self._max_images},
@@ -178,20 +148,27 @@ class VLLMModel(Model):
         return self._renderer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                                   **self.prompting.template_kwargs())
 
+    def generation_defaults(self) -> dict[str, Any]:
+        return {**LOCAL_DEFAULTS, **self._checkpoint}
+
     def _sampling(self) -> Any:
+        """vLLM's SamplingParams for the resolved settings (greedy: temperature 0)."""
         from vllm import SamplingParams
 
-        kw: dict[str, Any] = dict(max_tokens=self.max_new_tokens)
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
-            if self.top_k:
-                kw["top_k"] = self.top_k
+        g = self.decoding()
+        kw: dict[str, Any] = dict(max_tokens=g.max_new_tokens)
+        if g.do_sample:
+            kw.update(temperature=g.temperature, top_p=g.top_p, seed=g.seed)
+            if g.top_k:
+                kw["top_k"] = g.top_k
         else:
             kw.update(temperature=0.0)
-        if self.min_new_tokens:
-            kw["min_tokens"] = self.min_new_tokens
-        if self.repetition_penalty != 1.0:
-            kw["repetition_penalty"] = self.repetition_penalty
+        if g.min_new_tokens:
+            kw["min_tokens"] = g.min_new_tokens
+        if g.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = g.repetition_penalty
+        if g.stop:
+            kw["stop"] = list(g.stop)  # vLLM leaves the stop string out of the text, as `GenerationConfig.cut` does
         return SamplingParams(**kw)
 
     # ------------------------------------------------------------------ predict
@@ -237,8 +214,6 @@ class VLLMModel(Model):
         truncated = completion.finish_reason == "length"
         input_size = None
         if self.family == "qwen2.5-vl":
-            from adbench.models.qwen_frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
-
             input_size = model_input_size(image_size, self.min_pixels or DEFAULT_MIN_PIXELS,
                                           self.max_pixels or DEFAULT_MAX_PIXELS)
         r = self.prompting.interpret(query, completion.text, truncated=truncated, input_size=input_size,
@@ -253,18 +228,9 @@ class VLLMModel(Model):
         import vllm
 
         return {
-            "model": self.name, "backend": "vllm", "vllm": vllm.__version__, "family": self.family,
-            "base": self.base, "adapter": self.adapter, **self.prompting.config(), "dtype": self.dtype,
-            "max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
-            "temperature": self.temperature if self.do_sample else None,
-            "top_p": self.top_p if self.do_sample else None, "top_k": self.top_k if self.do_sample else None,
-            "repetition_penalty": self.repetition_penalty,
-            "seed": self.seed,
+            **super().config(), "backend": "vllm", "vllm": vllm.__version__, "dtype": self.dtype,
             "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_model_len": self.max_model_len,
         }
-
-    def prompt_text(self) -> str:
-        return self.prompting.prompt_text()
 
     def close(self) -> None:
         self._llm = None

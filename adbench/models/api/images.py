@@ -8,7 +8,6 @@ the encoded bytes, so a cache hit costs a hash, not a resize and an encode.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import os
 from dataclasses import asdict, dataclass
@@ -19,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from adbench.args import ArgumentError
-from adbench.images import ImageError, load_image
+from adbench.images import ImageError, file_digest, load_image
 
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 
@@ -69,11 +68,7 @@ def _stat_key(path: str | Path) -> tuple[str, int, int]:
 
 @lru_cache(maxsize=4096)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def content_hash(path: str | Path) -> str:

@@ -46,20 +46,10 @@ import torch
 
 from adbench.args import ArgumentError
 from adbench.errors import UserError
+from adbench.images import file_digest
 from adbench.model import SCORE, Model
-from adbench.models.backbones import file_sha256, load_state_dict
-from adbench.models.clip_common import (
-    anomaly_probability,
-    build_clip,
-    check_vit,
-    encode_text,
-    load_batches,
-    path_key,
-    resolve_device,
-    vit_pooled,
-    vit_run,
-    vit_tokens,
-)
+from adbench.models.baselines import clip_common
+from adbench.models.baselines.backbones import load_state_dict
 from adbench.models.weights import MissingWeightsError, UnsafeCheckpointError
 from adbench.schema import Query, Response
 
@@ -205,13 +195,13 @@ class AnomalyCLIPModel(Model):
         self.n_ctx, self.depth, self.t_n_ctx = int(n_ctx), int(depth), int(t_n_ctx)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.device = resolve_device(device)
+        self.device = clip_common.resolve_device(device)
         # the checkpoint is read first: a wrong file fails before the big model is built
         state = read_checkpoint(self.checkpoint_path)
-        self.clip, self.tokenizer, self._provenance = build_clip(
+        self.clip, self.tokenizer, self._provenance = clip_common.build_clip(
             model, weights=weights, pretrained=pretrained, seed=self.seed, device=self.device
         )
-        check_vit(self.clip, "anomalyclip")
+        clip_common.check_vit(self.clip, "anomalyclip")
         layers = len(self.clip.transformer.resblocks)
         if self.depth > layers:
             raise ArgumentError(f"prompt depth {self.depth} exceeds the {layers} text layers of {model}")
@@ -251,7 +241,7 @@ class AnomalyCLIPModel(Model):
             learned = state[f"ctx_{s}"][0].to(self.device, embeddings.dtype)  # (1, n, d)
             embeddings = torch.cat([embeddings[:, :1], learned, embeddings[:, 1 + self.n_ctx :]], dim=1)
             deep = [state[f"compound_prompts_text.{i}"].to(self.device) for i in range(self.depth - 1)]
-            rows.append(encode_text(clip, tokens, embeddings=embeddings, deep_prompts=deep)[0])
+            rows.append(clip_common.encode_text(clip, tokens, embeddings=embeddings, deep_prompts=deep)[0])
         out = torch.stack(rows)
         if not bool(torch.isfinite(out).all()):
             raise CheckpointError(f"AnomalyCLIP prompt checkpoint {path}: gives non-finite text embeddings")
@@ -261,7 +251,7 @@ class AnomalyCLIPModel(Model):
 
     def config(self) -> dict[str, Any]:
         if self._checkpoint_sha256 is None:
-            self._checkpoint_sha256 = file_sha256(self.checkpoint_path)
+            self._checkpoint_sha256 = file_digest(self.checkpoint_path)
         return {
             "model": self.name,
             **self._provenance,
@@ -288,18 +278,18 @@ class AnomalyCLIPModel(Model):
     @torch.inference_mode()
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         visual = self.clip.visual
-        tokens = vit_tokens(visual, images.to(self.device), interpolation="bilinear")
-        return vit_pooled(visual, vit_run(visual, tokens), ln_post=self.ln_post)
+        tokens = clip_common.vit_tokens(visual, images.to(self.device), interpolation="bilinear")
+        return clip_common.vit_pooled(visual, clip_common.vit_run(visual, tokens), ln_post=self.ln_post)
 
     @torch.inference_mode()
     def predict(self, queries: Sequence[Query]) -> list[Response]:
         errors: dict[str, str] = {}
         scores: dict[str, float] = {}
-        todo = {path_key(q.image): q.image for q in queries}
+        todo = {clip_common.path_key(q.image): q.image for q in queries}
         try:
-            for keys, images in load_batches(todo, self.image_size, self.batch_size, errors):
+            for keys, images in clip_common.load_batches(todo, self.image_size, self.batch_size, errors):
                 try:
-                    probs = anomaly_probability(self.image_embeddings(images), self.text_features, self.temperature)
+                    probs = clip_common.anomaly_probability(self.image_embeddings(images), self.text_features, self.temperature)
                 except Exception as e:  # e.g. out of memory: fail these images, not the call
                     for k in keys:
                         errors[k] = f"anomalyclip failed on {todo[k]}: {type(e).__name__}: {e}"
@@ -309,7 +299,7 @@ class AnomalyCLIPModel(Model):
             return [Response.failure(f"anomalyclip: {type(e).__name__}: {e}", meta={"group": q.group}) for q in queries]
         out = []
         for q in queries:
-            key = path_key(q.image)
+            key = clip_common.path_key(q.image)
             meta = {"group": q.group}
             if key in errors:
                 out.append(Response.failure(errors[key], meta=meta))

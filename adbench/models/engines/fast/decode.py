@@ -12,7 +12,7 @@ same model (the same modules, weights and LoRA layers) with its own loop:
    processor runs (the prefetch thread), so the GPU does not wait for it;
 2. one prefill forward writes the prompt's keys and values into a preallocated cache
    (`SlotCache`); the vision tower runs its windows as batched attention calls and the
-   text layers use grouped-query attention without copies (`qwen_kernels`);
+   text layers use grouped-query attention without copies (`kernels`);
 3. each decoding step is one forward of a single token per row followed by the choice
    of the next token (`pick`: repetition penalty, end-token ban, greedy or top-k-first
    sampling), captured as one CUDA graph with
@@ -33,7 +33,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from adbench.models.qwen_kernels import install_fast_attention
+from adbench.models.engines.fast.kernels import install_fast_attention
+from adbench.models.generation import GenerationConfig
 
 #: static cache lengths are rounded up to this, so prompts of similar length share a compiled step
 LENGTH_BUCKET = 128
@@ -50,6 +51,15 @@ class Sampling:
     #: transformers' RepetitionPenaltyLogitsProcessor: scores of tokens already in the row
     #: (prompt, padding and reply) are divided by it when positive, multiplied when negative
     repetition_penalty: float = 1.0
+
+    @classmethod
+    def of(cls, g: GenerationConfig) -> Sampling:
+        """The sampler for resolved settings (`GenerationConfig.resolve`): as `generate` applies them,
+        the repetition penalty to greedy decoding too, top_k / top_p / temperature to sampling only."""
+        if not g.do_sample:
+            return cls(repetition_penalty=g.repetition_penalty or 1.0)
+        return cls(do_sample=True, temperature=1.0 if g.temperature is None else g.temperature, top_k=g.top_k,
+                   top_p=1.0 if g.top_p is None else g.top_p, repetition_penalty=g.repetition_penalty or 1.0)
 
 
 class SlotCache:

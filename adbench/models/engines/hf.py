@@ -1,4 +1,4 @@
-"""Local MLLMs through transformers: the batched generation engine and the generic adapter.
+"""The transformers engine: local MLLMs through `generate`, batched.
 
 `HFVisionLanguageModel` runs any image-text-to-text model transformers knows
 (`AutoModelForImageTextToText` + the model's processor and chat template):
@@ -8,10 +8,11 @@
           --processor(text, images), LEFT padding--> one batch --model.generate--> new tokens
           --decode--> reply text --prompting.interpret--> Response
 
-`adbench.models.qwen_vl` specialises it for Qwen2.5-VL (resize rule, box frame); the
-presets at the bottom are the paper's other open rows. What a model family needs
-(image tiling, placeholders) is handled by its processor or by its preset here, never
-by tasks.
+`adbench.models.engines.qwen` specialises it for Qwen2.5-VL (resize rule, box frame, the
+fast engine); `adbench.models.presets` holds the named models built on it. What a model
+family needs (image tiling, placeholders) is handled by its processor or by its preset,
+never by tasks. Decoding settings: `adbench.models.generation` (applied here as
+`generate`'s keyword arguments).
 
 Speed options (all off or neutral by default, all results-neutral for greedy decoding
 except where noted): `batch_size` queries per `generate` call, `sort_by_length`
@@ -35,55 +36,24 @@ cannot be downloaded now is a one-line error naming it and the remedies, in seco
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
-from adbench.model import GENERATIVE, Model
-from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting, template_reads
-from adbench.models.weights import (  # noqa: F401 - UnsafeCheckpointError, check_safetensors_folder: public here too
-    UnsafeCheckpointError,
-    check_adapter_folder,
-    check_safetensors_folder,
-    locate_pretrained,
-)
+from adbench.models.engines.local import LocalVLM
+from adbench.models.generation import LOCAL_DEFAULTS, GenerationConfig, checkpoint_defaults
+from adbench.models.prompting import template_reads
+from adbench.models.weights import locate_pretrained
 from adbench.schema import Query, Response
 
 DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
 CACHES = ("dynamic", "static")
-
-
-def generation_defaults(generation: Any) -> dict[str, Any]:
-    """What a GenerationConfig makes `generate` apply unless told otherwise.
-
-    repetition_penalty (1 when none is set; it applies to greedy decoding too) and
-    top_k (None when off; it applies to sampling).
-    """
-    return {"repetition_penalty": float(getattr(generation, "repetition_penalty", None) or 1.0),
-            "top_k": int(getattr(generation, "top_k", None) or 0) or None}
-
-
-def checkpoint_generation_defaults(base: str) -> dict[str, Any]:
-    """`generation_defaults` of a checkpoint's generation_config.json (transformers' defaults without one)."""
-    from transformers import GenerationConfig
-
-    try:
-        generation = GenerationConfig.from_pretrained(base)
-    except (OSError, ValueError):
-        generation = GenerationConfig()
-    return generation_defaults(generation)
-
-
-def is_local(base: str) -> bool:
-    return Path(base).expanduser().exists()
 
 
 def resolve_device(device: str) -> str:
@@ -125,60 +95,28 @@ class Encoded:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class HFVisionLanguageModel(Model):
+class HFVisionLanguageModel(LocalVLM):
     """An image-text-to-text model from the hub or a local folder, optionally with a LoRA adapter.
 
-    Arguments (`-M key=value`):
-      base                 hub id or local folder
-      adapter              PEFT LoRA adapter folder (adapter_model.safetensors), optional
-      protocol             "mmad" (the task's prompt, MMAD's answer rule) or "adfm" (Qwen only)
-      stages               AD-FM: "multi" (think/rethink/answer) or "one" (think/answer)
-      prompt               with protocol "mmad": "task" (the task's rendering, default) or "mmad" (the
-                           content list of MMAD's Qwen2.5-VL script, `prompting.MMADScriptPrompting`)
-      question_id          prompt "mmad": prefix the question with "Question {n}: " (off, as the script)
-      instruction_file     prompt "mmad": a UTF-8 file whose text replaces adbench's instruction wording
+    Arguments (`-M key=value`): those of `LocalVLM` (base, adapter, prompting, decoding), and
       dtype                auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32, float64
       device               auto, cpu, cuda, cuda:N
       attn_implementation  sdpa (default), eager, flash_attention_2
-      max_new_tokens       generation length limit (a reply cut there is flagged `truncated`)
-      do_sample            False: greedy (default); True: sampling with temperature / top_p
-      repetition_penalty   default: the checkpoint's generation_config (Qwen2.5-VL-Instruct: 1.05), else 1
-      top_k                sampling only; default: the checkpoint's (Qwen2.5-VL-Instruct: 1, which makes
-                           sampling greedy), 0 turns it off
-      seed                 seeds sampling (the same batch composition gives the same replies)
-      batch_size           queries per generate call
+      batch_size           queries per generate call (a seed gives the same replies for the same batches)
       sort_by_length, prefetch, prepare_threads (image decoding threads; default: CPUs, at most 8),
       cache ("dynamic"/"static"), compile, pad_to_multiple_of: speed
       processor_kwargs     extra keyword arguments for the processor call (e.g. InternVL's max_patches)
-      trust_remote_code    run the checkpoint's own Python code (off; needed by no preset here)
     """
 
     name = "hf-vlm"
-    output = GENERATIVE
-    family = "generic"
     #: transformers class used to load the model (resolved from `transformers` by name)
     model_class_name = "AutoModelForImageTextToText"
 
     def __init__(
         self,
-        base: str,
-        adapter: str | None = None,
-        protocol: str = "mmad",
-        stages: str = "multi",
-        prompt: str = "task",
-        question_id: bool = False,
-        instruction_file: str | None = None,
         dtype: str = "auto",
         device: str = "auto",
         attn_implementation: str = "sdpa",
-        max_new_tokens: int = 128,
-        min_new_tokens: int | None = None,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        repetition_penalty: float | None = None,
-        top_k: int | None = None,
-        seed: int = 0,
         batch_size: int = 8,
         sort_by_length: bool = True,
         prefetch: bool = False,
@@ -187,38 +125,18 @@ class HFVisionLanguageModel(Model):
         compile: bool = False,
         pad_to_multiple_of: int | None = None,
         processor_kwargs: dict[str, Any] | None = None,
-        trust_remote_code: bool = False,
-        name: str | None = None,
         _components: tuple[Any, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        if int(max_new_tokens) < 1:
-            raise ArgumentError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if int(batch_size) < 1:
             raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
         if cache not in CACHES:
             raise ArgumentError(f"cache must be one of {', '.join(CACHES)}, got {cache!r}")
-        if protocol == "adfm" and not self.supports_boxes():
-            raise ArgumentError(f"protocol 'adfm' needs a model whose box frame adbench knows (Qwen2.5-VL); "
-                             f"{type(self).__name__} has none")
-        # before anything is loaded: a bad -M prompt or unreadable instruction file fails fast
-        self.prompting: MMADPrompting | ADFMPrompting = make_prompting(
-            protocol, stages, prompt=prompt, question_id=question_id, instruction_file=instruction_file)
-        if name:
-            self.name = name
-        self.base = str(Path(base).expanduser()) if is_local(str(base)) else str(base)
-        self.adapter = str(check_adapter_folder(adapter)) if adapter else None
+        super().__init__(**kwargs)  # checks the prompting and decoding settings before anything loads
         self.device = resolve_device(device)
         self.dtype_name = dtype
         self.dtype = resolve_dtype(dtype, self.device)
         self.attn_implementation = attn_implementation
-        self.max_new_tokens = int(max_new_tokens)
-        self.min_new_tokens = None if min_new_tokens is None else int(min_new_tokens)
-        self.do_sample = bool(do_sample)
-        self.temperature = float(temperature)
-        self.top_p = float(top_p)
-        self.repetition_penalty = None if repetition_penalty is None else float(repetition_penalty)
-        self.top_k = None if top_k is None else int(top_k)
-        self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.sort_by_length = bool(sort_by_length)
         self.prefetch = bool(prefetch)
@@ -227,7 +145,6 @@ class HFVisionLanguageModel(Model):
         self.compile = bool(compile)
         self.pad_to_multiple_of = None if pad_to_multiple_of is None else int(pad_to_multiple_of)
         self.processor_kwargs = dict(processor_kwargs or {})
-        self.trust_remote_code = bool(trust_remote_code)
         if _components is not None:
             self.model, self.processor = _components
         else:
@@ -236,10 +153,6 @@ class HFVisionLanguageModel(Model):
         self._pool: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ loading
-
-    @classmethod
-    def supports_boxes(cls) -> bool:
-        return False
 
     def _processor_load_kwargs(self) -> dict[str, Any]:
         return {}
@@ -285,17 +198,10 @@ class HFVisionLanguageModel(Model):
     def _generation_config(self) -> Any:
         return self.model.generation_config
 
-    def effective_repetition_penalty(self) -> float:
-        """-M repetition_penalty, else the checkpoint's (what `generate` applies, greedy or not), else 1."""
-        if self.repetition_penalty is not None:
-            return self.repetition_penalty
-        return generation_defaults(self._generation_config())["repetition_penalty"]
-
-    def effective_top_k(self) -> int | None:
-        """-M top_k (0: off), else the checkpoint's; None when off. Used only when sampling."""
-        if self.top_k is not None:
-            return self.top_k or None
-        return generation_defaults(self._generation_config())["top_k"]
+    def generation_defaults(self) -> dict[str, Any]:
+        """`LOCAL_DEFAULTS` and the loaded checkpoint's repetition_penalty and top_k (read now: a
+        generation_config changed in memory counts, as it does for `generate`)."""
+        return {**LOCAL_DEFAULTS, **checkpoint_defaults(self._generation_config())}
 
     # ------------------------------------------------------------------ provenance
 
@@ -304,23 +210,12 @@ class HFVisionLanguageModel(Model):
         import transformers
 
         return {
-            "model": self.name,
-            "family": self.family,
+            **super().config(),
             "backend": "transformers",
-            "base": self.base,
-            "adapter": self.adapter,
-            **self.prompting.config(),
             **self._vision_ids(),
             "dtype": str(self.dtype).replace("torch.", ""),
             "device": self.device,
             "attn_implementation": self.attn_implementation,
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "temperature": self.temperature if self.do_sample else None,
-            "top_p": self.top_p if self.do_sample else None,
-            "top_k": self.effective_top_k() if self.do_sample else None,
-            "repetition_penalty": self.effective_repetition_penalty(),
-            "seed": self.seed,
             "batch_size": self.batch_size,
             "cache": self.cache,
             "compile": self.compile,
@@ -334,9 +229,6 @@ class HFVisionLanguageModel(Model):
         if "add_vision_id" not in self.prompting.template_kwargs():
             return {}
         return {"vision_ids": template_reads(self.processor, "add_vision_id")}
-
-    def prompt_text(self) -> str:
-        return self.prompting.prompt_text()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -439,17 +331,14 @@ class HFVisionLanguageModel(Model):
     def _processor_call_kwargs(self) -> dict[str, Any]:
         return dict(self.processor_kwargs)
 
-    def _generate_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+    def _generate_kwargs(self, g: GenerationConfig) -> dict[str, Any]:
+        """`generate`'s keyword arguments for the resolved settings `g`. Greedy, temperature, top_p and
+        top_k are passed as None, so no sampling default of the checkpoint leaks in."""
+        kw: dict[str, Any] = dict(max_new_tokens=g.max_new_tokens, do_sample=g.do_sample, temperature=g.temperature,
+                                  top_p=g.top_p, top_k=g.top_k, repetition_penalty=g.repetition_penalty,
                                   pad_token_id=self._tokenizer.pad_token_id)
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.effective_top_k())
-        else:  # greedy: make sure no sampling default of the checkpoint leaks in
-            kw.update(temperature=None, top_p=None, top_k=None)
-        if self.min_new_tokens:
-            kw["min_new_tokens"] = self.min_new_tokens
-        if self.repetition_penalty is not None:
-            kw["repetition_penalty"] = self.repetition_penalty
+        if g.min_new_tokens:
+            kw["min_new_tokens"] = g.min_new_tokens
         if self.cache == "static":
             kw["cache_implementation"] = "static"
             kw["disable_compile"] = not self.compile
@@ -481,14 +370,15 @@ class HFVisionLanguageModel(Model):
         if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, **self._generate_kwargs())
+            out = self.model.generate(**inputs, **self._generate_kwargs(self.decoding()))
         return out[:, inputs["input_ids"].shape[1]:].tolist()
 
     def _generate(self, enc: Encoded) -> list[Response]:
         import torch
 
-        if self.do_sample:
-            torch.manual_seed(self.seed)
+        g = self.decoding()
+        if g.do_sample:
+            torch.manual_seed(g.seed)
         t = time.perf_counter()
         new = self._new_tokens(enc.inputs, enc.extra)
         if self.device.startswith("cuda"):
@@ -500,9 +390,9 @@ class HFVisionLanguageModel(Model):
         for row, p in enumerate(enc.items):
             ids = new[row]
             end = next((k for k, tok in enumerate(ids) if tok in self._eos), None)
-            truncated = end is None and len(ids) >= self.max_new_tokens
             kept = ids if end is None else ids[:end]
-            text = self._tokenizer.decode(kept, skip_special_tokens=True)
+            text, stopped = g.cut(self._tokenizer.decode(kept, skip_special_tokens=True))
+            truncated = end is None and not stopped and len(ids) >= g.max_new_tokens
             r = self.prompting.interpret(p.query, text, truncated=truncated, image_size=p.image_size,
                                          input_size=self._input_size(enc, row))
             r.usage = {"prompt_tokens": int(prompt_tokens[row]), "completion_tokens": len(kept) + (end is not None),
@@ -514,82 +404,3 @@ class HFVisionLanguageModel(Model):
         """(width, height) of the query image as the model saw it; None where unknown."""
         return None
 
-
-# ---------------------------------------------------------------------- presets
-
-#: The paper's other open-source rows, as transformers-native checkpoints.
-PRESETS: dict[str, dict[str, Any]] = {
-    "internvl3-8b": dict(base="OpenGVLab/InternVL3-8B-hf", family="internvl"),
-    "internvl3-38b": dict(base="OpenGVLab/InternVL3-38B-hf", family="internvl"),
-    # InternVL2-76B was released only as remote code (no transformers-native "-hf" copy):
-    # vLLM implements it natively (`-M backend=vllm`, needs -M trust_remote_code=true for the
-    # repository's config and tokenizer files).
-    "internvl2-76b": dict(base="OpenGVLab/InternVL2-Llama3-76B", family="internvl-remote"),
-    "llava-next-34b": dict(base="llava-hf/llava-v1.6-34b-hf", family="llava-next"),
-}
-
-
-class GenericVLM(HFVisionLanguageModel):
-    """The generic adapter with a family tag (InternVL tiling and LLaVA-NeXT any-res live in their processors)."""
-
-    name = "hf-vlm"
-
-    def __init__(self, base: str, family: str = "generic", **kwargs: Any) -> None:
-        if family == "internvl-remote":
-            raise ArgumentError(
-                f"{base} exists only as remote code, which the transformers backend does not run; "
-                "use -M backend=vllm (vLLM implements InternVL2) with -M trust_remote_code=true"
-            )
-        self.family = family
-        super().__init__(base, **kwargs)
-
-
-def check_args(cls: type, kwargs: dict[str, Any], label: str) -> None:
-    """Unknown -M arguments are an error that lists the valid ones (not a TypeError deep inside)."""
-    accepted: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is not None:
-            accepted |= {p for p in inspect.signature(init).parameters if p not in ("self", "kwargs")}
-    accepted = {a for a in accepted if not a.startswith("_")}
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise ArgumentError(f"{label} does not take -M {', '.join(unknown)}; it takes: {', '.join(sorted(accepted))}")
-
-
-def make_generic(preset: str | None = None, backend: str = "transformers", **kwargs: Any) -> Any:
-    """Factory behind the generic presets and the `hf-vlm` entry (`-M base=...`)."""
-    spec = dict(PRESETS[preset]) if preset else {}
-    spec.update(kwargs)
-    if "base" not in spec:
-        raise ArgumentError("hf-vlm needs -M base=<hub id or local folder>")
-    spec.setdefault("name", preset or "hf-vlm")
-    if backend == "vllm":
-        from adbench.models.vllm_backend import VLLMModel
-
-        check_args(VLLMModel, spec, f"{spec['name']} (backend=vllm)")
-        return VLLMModel(**spec)
-    if backend != "transformers":
-        raise ArgumentError(f"backend must be 'transformers' or 'vllm', got {backend!r}")
-    check_args(GenericVLM, spec, spec["name"])
-    return GenericVLM(**spec)
-
-
-def internvl3_8b(**kwargs: Any) -> Any:
-    return make_generic("internvl3-8b", **kwargs)
-
-
-def internvl3_38b(**kwargs: Any) -> Any:
-    return make_generic("internvl3-38b", **kwargs)
-
-
-def internvl2_76b(**kwargs: Any) -> Any:
-    return make_generic("internvl2-76b", **kwargs)
-
-
-def llava_next_34b(**kwargs: Any) -> Any:
-    return make_generic("llava-next-34b", **kwargs)
-
-
-def hf_vlm(**kwargs: Any) -> Any:
-    return make_generic(None, **kwargs)

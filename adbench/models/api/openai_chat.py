@@ -11,15 +11,18 @@ What the adapter adds to the client:
 
 - Bounded concurrency (`-M concurrency=N`): the queries of one batch are asked by at
   most N worker threads, so give the run `--batch-size` >= N.
-- Its own retries (the client's are turned off): exponential backoff with jitter that
-  honours `Retry-After`, on 429, 408, 5xx, connection errors, timeouts (`-M timeout=`)
-  and malformed bodies. After the last retry the Response carries the error with
-  `retryable=True`, so the next run of the same command asks again; so does a 401/403
-  (a key or permission problem, not retried now but asked again once it is fixed); other
-  4xx answers are the request's fault and are recorded as permanent errors. Never a
-  placeholder answer.
-- A response cache on disk keyed by the full request (see api_cache.py).
+- Retries by tenacity (`retry.py`; the client's own are turned off): exponential backoff
+  with jitter that honours `Retry-After`, on 429, 408, 5xx, connection errors, timeouts
+  (`-M timeout=`) and malformed bodies. After the last retry the Response carries the
+  error with `retryable=True`, so the next run of the same command asks again; so does a
+  401/403 (a key or permission problem, not retried now but asked again once it is
+  fixed); other 4xx answers are the request's fault and are recorded as permanent
+  errors. Never a placeholder answer. Every request made is counted in `usage`.
+- A response cache on disk keyed by the full request (see cache.py).
 - Token usage and cost per sample from a dated price table (see prices.py).
+- Decoding settings under the names every adapter takes (`adbench.models.generation`):
+  `max_new_tokens` is sent as `max_tokens`; greedy decoding (the default) as
+  temperature 0; `-M max_tokens` is refused with the new name.
 - The API key is read from the environment (`OPENAI_API_KEY`, or the variable named by
   `-M api_key_env=`) and kept in memory only: it is not part of config(), and error
   texts and response bodies (a 200 body can echo it too) are scrubbed of it before they
@@ -29,29 +32,37 @@ What the adapter adds to the client:
 evaluation/examples/GPT4/gpt4o.py) so published MMAD numbers are comparable: every
 image fitted into 512x512 (small ones enlarged) and sent as JPEG with `detail: low`,
 reference image(s) first and the query image last, then MMAD's instruction and the
-question as one text, `max_tokens` 200, the API's default temperature, and a reply that
-reads like a refusal ("sorry", "please", ...) asked again, as MMAD's script does.
+question as one text, 200 new tokens, sampling at the API's default temperature, and a
+reply that reads like a refusal ("sorry", "please", ...) asked again, as MMAD's script does.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from adbench.answers import parse_option
 from adbench.errors import UserError
 from adbench.images import ImageError
 from adbench.model import GENERATIVE, Model
-from adbench.models.api_cache import KEY_VERSION, ResponseCache, default_cache_dir, request_key
-from adbench.models.api_images import ImageEncoding, content_hash, data_url
-from adbench.models.api_retry import RetryPolicy, ask_again_on_resume, is_transient_status, parse_retry_after
-from adbench.models.prices import Price, resolve_price
+from adbench.models.api.cache import KEY_VERSION, ResponseCache, default_cache_dir, request_key
+from adbench.models.api.images import ImageEncoding, content_hash, data_url
+from adbench.models.api.prices import Price, resolve_price
+from adbench.models.api.retry import (
+    AskAgain,
+    RetryPolicy,
+    Stopped,
+    ask_again_on_resume,
+    is_transient_status,
+    parse_retry_after,
+)
+from adbench.models.generation import Generates
 from adbench.models.prompting import MMAD_INSTRUCTION, parse_flag, read_instruction
 from adbench.schema import UNPARSED, Query, Response
 
@@ -76,9 +87,13 @@ MMAD_SETTINGS: dict[str, Any] = {
     "upscale": True,
     "image_format": "jpeg",
     "detail": "low",
-    "max_tokens": 200,
-    "temperature": None,  # not sent: the API's default
 }
+#: Decoding defaults: greedy (sent as temperature 0), 128 new tokens; under mmad=true, MMAD's script's:
+#: 200 new tokens, sampling at the API's default temperature (none is sent).
+API_DEFAULTS: dict[str, Any] = {"max_new_tokens": 128, "do_sample": False}
+MMAD_DEFAULTS: dict[str, Any] = {"max_new_tokens": 200, "do_sample": True}
+#: Settings of `GenerationConfig` the chat-completions API has no field for.
+NOT_IN_THE_API = ("min_new_tokens", "top_k", "repetition_penalty")
 
 
 class APIConfigError(UserError):
@@ -87,6 +102,41 @@ class APIConfigError(UserError):
 
 class MalformedResponse(ValueError):
     """A body that is not a chat completion (bad JSON, no choices, no message)."""
+
+
+class NotAskedAgain(Exception):
+    """An HTTP answer that is the request's or the key's fault: not retried now."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Answer:
+    """One well-formed reply: the raw HTTP answer, its scrubbed body, what adbench reads from it, its latency."""
+
+    raw: Any
+    payload: Any
+    reply: dict[str, Any]
+    latency: float
+
+
+class Refused(AskAgain):
+    """Under mmad=true, a reply that reads like a refusal: asked again; the last one is kept whatever it says."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__("every reply read like a refusal")
+        self.answer = answer
+
+
+@dataclass
+class Asked:
+    """One query's requests so far: every request is counted, and every reply asked again was paid for."""
+
+    requests: int = 0
+    error: str = ""
+    discarded: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _flag(value: Any, name: str) -> bool:
@@ -148,12 +198,14 @@ def extract_reply(body: Any) -> dict[str, Any]:
     }
 
 
-class OpenAIChatModel(Model):
+class OpenAIChatModel(Model, Generates):
     """Chat-completions adapter; the presets below fix `preset` (and so the default snapshot)."""
 
     name = "openai-compatible"
     output = GENERATIVE
     preset: str | None = None  # a key of SNAPSHOTS, or None for an OpenAI-compatible server
+    #: -M names this adapter used to take: an old command's error names the new one (adbench.registry)
+    renamed_args = {"max_tokens": "max_new_tokens"}
 
     #: -M arguments that change how answers are fetched, not which answers: a run resumed
     #: with another concurrency, timeout, cache folder or price keeps its run directory.
@@ -168,9 +220,6 @@ class OpenAIChatModel(Model):
         base_url: str | None = None,
         api_key_env: str | None = None,
         mmad: bool = False,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        seed: int | None = None,
         detail: str | None = None,
         max_side: int | None = None,
         upscale: bool | None = None,
@@ -188,6 +237,7 @@ class OpenAIChatModel(Model):
         prices: str | None = None,
         price_in: float | None = None,
         price_out: float | None = None,
+        **generation: Any,
     ) -> None:
         preset = self.preset
         if preset is not None:
@@ -202,6 +252,8 @@ class OpenAIChatModel(Model):
         self.base_url = str(base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
         self.api_key_env = str(api_key_env or "OPENAI_API_KEY")
         self.mmad = _flag(mmad, "mmad")
+        self.take_generation(generation, self.name)
+        self.generation.refuse(NOT_IN_THE_API, "the chat-completions API")
 
         def pick(value: Any, key: str, default: Any) -> Any:
             """An explicit -M value, else MMAD's setting under mmad=true, else adbench's default."""
@@ -209,9 +261,6 @@ class OpenAIChatModel(Model):
                 return value
             return MMAD_SETTINGS[key] if self.mmad else default
 
-        self.temperature = pick(temperature, "temperature", 0.0)
-        self.max_tokens = int(pick(max_tokens, "max_tokens", 128))
-        self.seed = None if seed is None else int(seed)
         self.detail = pick(detail, "detail", None)
         if self.detail is not None and self.detail not in DETAILS:
             raise APIConfigError(f"-M detail must be one of {', '.join(DETAILS)}, got {self.detail!r}")
@@ -238,17 +287,19 @@ class OpenAIChatModel(Model):
         self._secret = self._read_key(explicit=api_key_env is not None)
         try:
             import openai
-        except ImportError as e:  # pragma: no cover - openai is a declared extra
-            raise APIConfigError("the openai package is missing: pip install 'adbench[api]'") from e
+            import tenacity  # noqa: F401 - the retries (retry.py)
+        except ImportError as e:  # pragma: no cover - both come with the declared extra
+            raise APIConfigError(f"the {e.name} package is missing: pip install 'adbench[api]'") from e
         self._openai = openai
-        # The client's own retries are off: ours honour Retry-After and record what happened.
+        # The client's own retries are off: tenacity's (retry.py) honour Retry-After and count every request.
         self._client = openai.OpenAI(
             api_key=self._secret, base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="adbench-api")
         self._stop = threading.Event()  # set on Ctrl-C / close: workers stop waiting to retry
-        self._rng = random.Random(self.seed)
-        self._rng_lock = threading.Lock()
+
+    def generation_defaults(self) -> dict[str, Any]:
+        return MMAD_DEFAULTS if self.mmad else API_DEFAULTS
 
     # -- the key -------------------------------------------------------------------
     def _read_key(self, explicit: bool) -> str:
@@ -311,12 +362,21 @@ class OpenAIChatModel(Model):
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": self._content(query, image_url)})
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens}
-        if self.temperature is not None:
-            body["temperature"] = float(self.temperature)
-        if self.seed is not None:
-            body["seed"] = self.seed
-        return body
+        return {"model": self.model, "messages": messages, **self._decoding_fields()}
+
+    def _decoding_fields(self) -> dict[str, Any]:
+        """The resolved decoding settings as request fields. The API always samples: greedy is sent as
+        temperature 0, and sampling without a temperature sends none (the API's default)."""
+        g = self.decoding()
+        fields: dict[str, Any] = {"max_tokens": g.max_new_tokens}
+        if not g.do_sample:
+            fields["temperature"] = 0.0
+        elif g.temperature is not None:
+            fields["temperature"] = g.temperature
+        for key, value in (("top_p", g.top_p), ("seed", g.seed), ("stop", list(g.stop) if g.stop else None)):
+            if value is not None:
+                fields[key] = value
+        return fields
 
     def describe(self, query: Query) -> dict[str, Any]:
         """The request as the cache sees it: images by content hash plus the encoding settings."""
@@ -325,10 +385,6 @@ class OpenAIChatModel(Model):
         if query.images:
             desc["image_encoding"] = self.encoding.to_dict()
         return desc
-
-    def _wait(self, seconds: float) -> bool:
-        """Sleep unless the run is stopping; False when it is."""
-        return not self._stop.wait(seconds)
 
     def _ask(self, query: Query, description: dict[str, Any], key: str) -> Response:
         """One query: encode, send, retry, cache the answer. Never raises: a fault becomes the Response's error."""
@@ -346,64 +402,62 @@ class OpenAIChatModel(Model):
             body = self._body(query, lambda p: data_url(p, self.encoding))
         except (ImageError, OSError, ValueError) as e:
             return Response.failure(f"cannot build the request for {query.id}: {e}")
+        asked = Asked()
+        try:
+            answer = self.retry.retrying(self._stop)(self._request, body, asked)
+        except Refused as e:  # every reply read like a refusal: MMAD's script keeps the last one whatever it says
+            answer = e.answer
+            asked.discarded.pop()
+        except NotAskedAgain as e:  # not retried now; a 401/403 is asked again on resume
+            return Response.failure(str(e), retryable=ask_again_on_resume(e.status), usage={"requests": asked.requests})
+        except (AskAgain, Stopped) as e:
+            why = asked.error
+            if isinstance(e, Stopped):
+                why += "; stopped before retrying"
+            elif e.retry_after is not None and e.retry_after > self.retry.backoff_max:
+                why += f"; the server asked to wait {e.retry_after:.0f}s (more than -M backoff_max)"
+            n = asked.requests
+            return Response.failure(f"{why} (after {n} request{'s' if n != 1 else ''})", retryable=True,
+                                    usage={"requests": n})
+        if self.cache is not None:
+            self.cache.put(key, description, answer.payload)
+        request_id = answer.raw.headers.get("x-request-id")
+        meta = {"request_id": self._scrub(request_id) if isinstance(request_id, str) else None}
+        return self._response(query, answer.reply, cached=False, requests=asked.requests, latency=answer.latency,
+                              key=key, meta=meta, discarded=asked.discarded)
+
+    def _request(self, body: dict[str, Any], asked: Asked) -> Answer:
+        """One request. A fault worth another is AskAgain (its scrubbed text also in `asked.error`), a 4xx that
+        is not is NotAskedAgain, and under mmad=true a reply that reads like a refusal is Refused."""
         openai = self._openai
-        requests = 0
-        error, retry_after = "", None
-        discarded: list[dict[str, Any]] = []  # replies re-asked under mmad=true: paid for, so counted
-        for attempt in range(self.retry.max_retries + 1):
-            if attempt:
-                with self._rng_lock:
-                    wait = self.retry.delay(attempt, retry_after, self._rng)
-                if wait is None:
-                    error = f"{error}; the server asked to wait {retry_after:.0f}s (more than -M backoff_max)"
-                    break
-                if not self._wait(wait):
-                    error = f"{error}; stopped before retrying"
-                    break
-            retry_after = None
-            requests += 1
-            started = time.perf_counter()
-            try:
-                raw = self._client.chat.completions.with_raw_response.create(**body)
-                latency = time.perf_counter() - started
-                try:
-                    payload = self._scrub_body(json.loads(raw.http_response.text))
-                    reply = extract_reply(payload)
-                except (ValueError, MalformedResponse) as e:
-                    raise MalformedResponse(f"malformed response body: {e}") from e
-            except openai.APIStatusError as e:
-                status = e.status_code
-                error = self._scrub(f"HTTP {status}: {e.message}")
-                if not is_transient_status(status):  # not retried now; a 401/403 is asked again on resume
-                    return Response.failure(error, retryable=ask_again_on_resume(status), usage={"requests": requests})
-                retry_after = parse_retry_after(dict(e.response.headers))
-                continue
-            except openai.APITimeoutError:
-                error = f"timeout: no answer within {self.timeout:g}s"
-                continue
-            except openai.APIConnectionError as e:
-                error = self._scrub(f"connection error: {e.__cause__ or e}")
-                continue
-            except MalformedResponse as e:
-                error = self._scrub(str(e))
-                continue
-            if attempt < self.retry.max_retries and self._reask(reply):
-                # MMAD's script asks again when a reply reads like a refusal ("sorry", "please", ...);
-                # the last reply is kept whatever it says.
-                discarded.append(reply)
-                error = "every reply read like a refusal"
-                continue
-            if self.cache is not None:
-                self.cache.put(key, description, payload)
-            request_id = raw.headers.get("x-request-id")
-            meta = {"request_id": self._scrub(request_id) if isinstance(request_id, str) else None}
-            return self._response(query, reply, cached=False, requests=requests, latency=latency, key=key,
-                                  meta=meta, discarded=discarded)
-        return Response.failure(
-            f"{error} (after {requests} request{'s' if requests != 1 else ''})",
-            retryable=True,
-            usage={"requests": requests},
-        )
+        asked.requests += 1
+        started = time.perf_counter()
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(**body)
+        except openai.APIStatusError as e:
+            asked.error = self._scrub(f"HTTP {e.status_code}: {e.message}")
+            if not is_transient_status(e.status_code):
+                raise NotAskedAgain(asked.error, e.status_code) from None
+            raise AskAgain(asked.error, parse_retry_after(dict(e.response.headers))) from None
+        except openai.APITimeoutError:
+            asked.error = f"timeout: no answer within {self.timeout:g}s"
+            raise AskAgain(asked.error) from None
+        except openai.APIConnectionError as e:
+            asked.error = self._scrub(f"connection error: {e.__cause__ or e}")
+            raise AskAgain(asked.error) from None
+        latency = time.perf_counter() - started
+        try:
+            payload = self._scrub_body(json.loads(raw.http_response.text))
+            reply = extract_reply(payload)
+        except ValueError as e:  # a body that is not JSON, or JSON that is no chat completion (MalformedResponse)
+            asked.error = self._scrub(f"malformed response body: {e}")
+            raise AskAgain(asked.error) from None
+        answer = Answer(raw, payload, reply, latency)
+        if self._reask(reply):  # MMAD's script asks again when a reply reads like a refusal ("sorry", ...)
+            asked.discarded.append(reply)
+            asked.error = "every reply read like a refusal"
+            raise Refused(answer)
+        return answer
 
     def _response(
         self, query: Query, reply: dict[str, Any], *, cached: bool, requests: int, key: str,
@@ -477,21 +531,13 @@ class OpenAIChatModel(Model):
     def config(self) -> dict[str, Any]:
         """Everything that determines the answers, and how they were fetched; never the key itself."""
         return {
-            "preset": self.preset,
-            "model": self.model,
-            "base_url": self.base_url,
-            "api_key_env": self.api_key_env,
-            "mmad": self.mmad,
-            "layout": "mmad" if self.mmad else "segments",
-            "generation": {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed},
-            "detail": self.detail,
-            "image_encoding": self.encoding.to_dict(),
-            "system_prompt": self.system_prompt,
+            "preset": self.preset, "model": self.model, "base_url": self.base_url, "api_key_env": self.api_key_env,
+            "mmad": self.mmad, "layout": "mmad" if self.mmad else "segments",
+            "generation": self.decoding().to_dict(),
+            "detail": self.detail, "image_encoding": self.encoding.to_dict(), "system_prompt": self.system_prompt,
             "price": None if self.price is None else self.price.to_dict(),
             "cache": None if self.cache is None else {"dir": str(self.cache.dir), "key_version": KEY_VERSION},
-            "concurrency": self.concurrency,
-            "timeout": self.timeout,
-            "retry": self.retry.to_dict(),
+            "concurrency": self.concurrency, "timeout": self.timeout, "retry": self.retry.to_dict(),
             "reask_words": list(self.reask_words),
         }
 

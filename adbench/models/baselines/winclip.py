@@ -51,18 +51,7 @@ import torch.nn.functional as F
 
 from adbench.args import ArgumentError
 from adbench.model import SCORE, Model
-from adbench.models.clip_common import (
-    anomaly_probability,
-    build_clip,
-    check_vit,
-    encode_text,
-    load_batches,
-    path_key,
-    resolve_device,
-    vit_pooled,
-    vit_run,
-    vit_tokens,
-)
+from adbench.models.baselines import clip_common
 from adbench.schema import Query, Response
 
 NORMAL_STATES = (
@@ -212,11 +201,11 @@ class WinCLIPModel(Model):
         self.batch_size = int(batch_size)
         self.window_batch = int(window_batch)
         self.seed = int(seed)
-        self.device = resolve_device(device)
-        self.clip, self.tokenizer, self._provenance = build_clip(
+        self.device = clip_common.resolve_device(device)
+        self.clip, self.tokenizer, self._provenance = clip_common.build_clip(
             model, weights=weights, pretrained=pretrained, seed=self.seed, device=self.device
         )
-        check_vit(self.clip, "winclip")
+        clip_common.check_vit(self.clip, "winclip")
         visual = self.clip.visual
         patch = visual.patch_size[0]
         self.image_size = int(image_size or visual.image_size[0])
@@ -274,7 +263,7 @@ class WinCLIPModel(Model):
             rows = []
             for sentences in prompt_ensemble(object_name).values():
                 tokens = self.tokenizer(sentences).to(self.device)
-                emb = torch.cat([encode_text(self.clip, t) for t in tokens.split(256)])
+                emb = torch.cat([clip_common.encode_text(self.clip, t) for t in tokens.split(256)])
                 rows.append(F.normalize(emb, dim=-1).mean(dim=0))
             cached = self._text[object_name] = torch.stack(rows)
         return cached
@@ -289,9 +278,9 @@ class WinCLIPModel(Model):
     def image_features(self, images: torch.Tensor, windows: bool = True) -> list[ImageFeatures]:
         """Whole-image embedding, patch tokens and (if `windows`) window embeddings of each (3, S, S) image."""
         visual = self.clip.visual
-        tokens = vit_tokens(visual, images.to(self.device))  # (N, 1 + P, width)
-        x = vit_run(visual, tokens)
-        embedding = vit_pooled(visual, x)
+        tokens = clip_common.vit_tokens(visual, images.to(self.device))  # (N, 1 + P, width)
+        x = clip_common.vit_run(visual, tokens)
+        embedding = clip_common.vit_pooled(visual, x)
         patches = visual.ln_post(x[:, 1:])
         n, _, width = tokens.shape
         out_windows: dict[int, torch.Tensor] = {}
@@ -299,14 +288,14 @@ class WinCLIPModel(Model):
             cls = torch.zeros(len(index), 1, dtype=torch.long)
             seq_index = torch.cat([cls, index + 1], dim=1).to(self.device)  # class token + window patches
             seqs = tokens[:, seq_index].reshape(n * len(index), seq_index.shape[1], width)
-            out = [vit_pooled(visual, vit_run(visual, chunk)) for chunk in seqs.split(self.window_batch)]
+            out = [clip_common.vit_pooled(visual, clip_common.vit_run(visual, chunk)) for chunk in seqs.split(self.window_batch)]
             out_windows[size] = torch.cat(out).reshape(n, len(index), -1)
         return [
             ImageFeatures(embedding[i], patches[i], {s: w[i] for s, w in out_windows.items()}) for i in range(n)
         ]
 
     def _extract(self, paths: dict[str, str], out: dict[str, ImageFeatures], errors: dict[str, str]) -> None:
-        for keys, images in load_batches(paths, self.image_size, self.batch_size, errors):
+        for keys, images in clip_common.load_batches(paths, self.image_size, self.batch_size, errors):
             try:
                 feats = self.image_features(images, windows=self.uses_windows)
             except Exception as e:  # e.g. out of memory: fail these images, not the call
@@ -320,11 +309,11 @@ class WinCLIPModel(Model):
     def references_for(self, q: Query) -> list[str]:
         """Up to `shots` normal images: the query's shown references, then its support pool."""
         chosen: list[str] = []
-        seen = {path_key(q.image)}
+        seen = {clip_common.path_key(q.image)}
         for p in [*q.references, *q.support]:
             if len(chosen) == self.shots:
                 break
-            k = path_key(p)
+            k = clip_common.path_key(p)
             if k not in seen:
                 seen.add(k)
                 chosen.append(p)
@@ -337,11 +326,11 @@ class WinCLIPModel(Model):
         local: dict[str, ImageFeatures] = {}
         try:
             refs = [self.references_for(q) if self.shots else [] for q in queries]
-            ref_todo = {path_key(p): p for rs in refs for p in rs if path_key(p) not in self._ref_features}
+            ref_todo = {clip_common.path_key(p): p for rs in refs for p in rs if clip_common.path_key(p) not in self._ref_features}
             self._extract(ref_todo, self._ref_features, errors)
             query_todo = {}
             for q in queries:
-                k = path_key(q.image)
+                k = clip_common.path_key(q.image)
                 if k not in self._ref_features and k not in errors:
                     query_todo.setdefault(k, q.image)
             self._extract(query_todo, local, errors)
@@ -358,9 +347,9 @@ class WinCLIPModel(Model):
     def zero_shot_map(self, feats: ImageFeatures, text: torch.Tensor) -> torch.Tensor:
         """(grid*grid,) mean of the full-image, small- and mid-window zero-shot patch maps."""
         n_patches = self.grid * self.grid
-        maps = [anomaly_probability(feats.embedding, text, self.temperature).expand(n_patches)]
+        maps = [clip_common.anomaly_probability(feats.embedding, text, self.temperature).expand(n_patches)]
         for size, index in self._windows.items():
-            window_scores = anomaly_probability(feats.windows[size], text, self.temperature)
+            window_scores = clip_common.anomaly_probability(feats.windows[size], text, self.temperature)
             maps.append(harmonic_aggregation(window_scores[None], index, n_patches)[0])
         return torch.stack(maps).mean(dim=0)
 
@@ -378,7 +367,7 @@ class WinCLIPModel(Model):
         self, q: Query, refs: list[str], local: dict[str, ImageFeatures], errors: dict[str, str]
     ) -> Response:
         meta: dict[str, Any] = {"group": q.group}
-        key = path_key(q.image)
+        key = clip_common.path_key(q.image)
         if key in errors:
             return Response.failure(errors[key], meta=meta)
         if len(refs) < self.shots:
@@ -387,21 +376,21 @@ class WinCLIPModel(Model):
                 f"query {q.id!r} (group {q.group!r}) has {len(refs)} in its references and support pool",
                 meta=meta,
             )
-        bad = [p for p in refs if path_key(p) in errors]
+        bad = [p for p in refs if clip_common.path_key(p) in errors]
         if bad:
-            return Response.failure(f"winclip reference image unusable: {errors[path_key(bad[0])]}", meta=meta)
+            return Response.failure(f"winclip reference image unusable: {errors[clip_common.path_key(bad[0])]}", meta=meta)
         feats = self._ref_features.get(key) or local[key]
         object_name = self.object_for(q)
         text = self.text_prototypes(object_name)
 
-        zero_shot = anomaly_probability(feats.embedding, text, self.temperature)
+        zero_shot = clip_common.anomaly_probability(feats.embedding, text, self.temperature)
         meta.update(object=object_name, zero_shot=float(zero_shot))
         if self.zero_shot_maps:
             zs_map = self.zero_shot_map(feats, text)
             meta["zero_shot_map_max"] = float(zs_map.max())
         score = zero_shot
         if self.shots:
-            memory = [self._ref_features[path_key(p)] for p in refs]
+            memory = [self._ref_features[clip_common.path_key(p)] for p in refs]
             fs_max = self.few_shot_map(feats, memory).max()
             score = (zero_shot + fs_max) / 2
             meta.update(few_shot_map_max=float(fs_max), references=list(refs))
