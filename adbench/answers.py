@@ -18,7 +18,7 @@ import difflib
 import re
 from collections.abc import Mapping
 
-from adbench.schema import PARSED, UNPARSED
+from adbench.schema import ParseStatus
 
 _LETTER = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
 _YES = re.compile(r"^\W*(yes|anomalous|abnormal|defective)\b", re.IGNORECASE)
@@ -29,28 +29,28 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
 
 
-def parse_option(text: str | None, options: dict[str, str]) -> tuple[str | None, str]:
+def parse_option(text: str | None, options: dict[str, str]) -> tuple[str | None, ParseStatus]:
     """Return (letter, status): the chosen option letter or None, and PARSED / UNPARSED."""
     if not text or not text.strip():
-        return None, UNPARSED
+        return None, ParseStatus.UNPARSED
     letters = [m.group(1) for m in _LETTER.finditer(text) if m.group(1) in options]
     if letters:
-        return letters[-1], PARSED
+        return letters[-1], ParseStatus.PARSED
     reply = f" {_norm(text)} "
     hits = [k for k, v in options.items() if _norm(v) and f" {_norm(v)} " in reply]
     if len(hits) == 1:
-        return hits[0], PARSED
+        return hits[0], ParseStatus.PARSED
     if len(hits) > 1:  # the reply names several options' texts: report, do not pick
-        return None, UNPARSED
+        return None, ParseStatus.UNPARSED
     # Yes/No questions answered in words ("Yes, there is a scratch").
     yes = [k for k, v in options.items() if _norm(v) == "yes"]
     no = [k for k, v in options.items() if _norm(v) == "no"]
     if yes and no:
         if _YES.match(text):
-            return yes[0], PARSED
+            return yes[0], ParseStatus.PARSED
         if _NO.match(text):
-            return no[0], PARSED
-    return None, UNPARSED
+            return no[0], ParseStatus.PARSED
+    return None, ParseStatus.UNPARSED
 
 
 #: The letters MMAD's summary accepts as an answer; anything else is dropped from its figures.

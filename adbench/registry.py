@@ -24,10 +24,13 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adbench.args import convert_all, parameter_hints, read_untyped, split_assignment
 from adbench.errors import UserError
+
+if TYPE_CHECKING:
+    from adbench.task import Task
 
 
 class RegistryError(UserError, LookupError):
@@ -248,10 +251,11 @@ def _call(entry: Entry, kind: str, kwargs: dict[str, Any], defaults: dict[str, A
 
 
 def make_model(name: str, defaults: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    """Build the adapter registered as `name` with keyword arguments from `-M`.
+    """Build the adapter registered as `name` with keyword arguments from `-M`: what its factory returns.
 
     `defaults` (e.g. the run's seed) are passed only where the factory takes them and
-    the user did not set them.
+    the user did not set them. `adbench.model.as_adapter` makes the result a full
+    `ModelAdapter` (the runner calls it): a duck-typed adapter gets the hooks it lacks.
     """
     model = _call(_lookup("models", name), "models", kwargs, defaults)
     if not getattr(model, "name", None):
@@ -259,11 +263,17 @@ def make_model(name: str, defaults: dict[str, Any] | None = None, **kwargs: Any)
     return model
 
 
-def make_task(name: str, **kwargs: Any) -> Any:
-    """Build the task registered as `name` with keyword arguments from `-T`."""
+def make_task(name: str, **kwargs: Any) -> Task:
+    """Build the task registered as `name` with keyword arguments from `-T`; it must be a `Task`."""
+    from adbench.task import missing_members  # the task module imports the results engine: not for `list`
+
     task = _call(_lookup("tasks", name), "tasks", kwargs)
     if not getattr(task, "name", None):
         task.name = name
+    missing = missing_members(task)
+    if missing:
+        raise RegistryError(f"task {name!r} is not a task: it has no {', '.join(missing)} "
+                            "(adbench.task.Task; build it as a QuestionTask)")
     return task
 
 

@@ -34,11 +34,11 @@ from adbench.data.layout import rank
 from adbench.data.paths import DataError, resolve_data_root
 from adbench.errors import UserError
 from adbench.images import ImageError, check_image
-from adbench.model import SCORE
+from adbench.model import ModelAdapter, OutputKind, as_adapter, declared_output
 from adbench.provenance import environment, now
-from adbench.schema import Query, Record, Response, Sample
+from adbench.schema import Query, Record, Response, Role, Sample
 from adbench.store import RunBusy, RunStore, StoreError, read_json
-from adbench.task import stable_hash
+from adbench.task import Task, stable_hash
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -188,7 +188,7 @@ def stratified_subset(samples: Sequence[Sample], n: int | None, seed: int) -> li
     return [s for s in samples if s.id in chosen]
 
 
-def _predict(model: Any, queries: list[Query]) -> list[Response]:
+def _predict(model: ModelAdapter, queries: list[Query]) -> list[Response]:
     """model.predict with isolation: an exception fails only the query that caused it."""
     try:
         responses = list(model.predict(queries))
@@ -221,7 +221,8 @@ class _ImageChecker:
 
 
 
-def _process(task: Any, model: Any, batch: Sequence[Sample], checker: _ImageChecker) -> tuple[list[Record], set[str]]:
+def _process(task: Task, model: ModelAdapter, batch: Sequence[Sample],
+             checker: _ImageChecker) -> tuple[list[Record], set[str]]:
     """Render, check, predict and record one batch: a Record per sample, and the ids the model was asked."""
     slots: list[Record | None] = []
     queries: list[Query] = []
@@ -243,7 +244,7 @@ def _process(task: Any, model: Any, batch: Sequence[Sample], checker: _ImageChec
     return [r for r in slots if r is not None], {s.id for _, s in pending}
 
 
-def process_batch(task: Any, model: Any, batch: Sequence[Sample], checker: _ImageChecker) -> list[Record]:
+def process_batch(task: Task, model: ModelAdapter, batch: Sequence[Sample], checker: _ImageChecker) -> list[Record]:
     """Render, check, predict and record one batch; every sample yields exactly one Record."""
     return _process(task, model, batch, checker)[0]
 
@@ -279,7 +280,7 @@ class _Budget:
         return None
 
 
-def budget_terms(max_cost: float | None, model_name: str, model: Any) -> dict[str, Any] | None:
+def budget_terms(max_cost: float | None, model_name: str, model: ModelAdapter) -> dict[str, Any] | None:
     """What --max-cost means for this model (config.json's session, results.json's `budget`).
 
     A model without a price (a local model, an API model missing from the price table)
@@ -287,7 +288,7 @@ def budget_terms(max_cost: float | None, model_name: str, model: Any) -> dict[st
     """
     if max_cost is None:
         return None
-    if getattr(model, "price", None) is not None:
+    if model.price is not None:
         return {"max_cost_usd": max_cost, "enforced": True}
     return {"max_cost_usd": max_cost, "enforced": False,
             "note": f"--max-cost cannot be enforced: {model_name} has no price, so its cost is unknown "
@@ -358,19 +359,17 @@ def run(spec: RunSpec) -> RunOutcome:
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         raise RunError(f"task {spec.task!r} yields duplicate sample ids; a reader bug")
-    model = registry.make_model(spec.model, defaults={"seed": spec.seed}, **spec.model_args)
+    model = as_adapter(registry.make_model(spec.model, defaults={"seed": spec.seed}, **spec.model_args))
     try:
-        if getattr(model, "output", None) == SCORE:
+        if model.output == OutputKind.SCORE:
             samples += task.calibration_samples(data_root, samples)
         return _run_model(spec, task, model, samples, data_root)
     finally:
-        close = getattr(model, "close", None)
-        if callable(close):
-            close()
+        model.close()
 
 
-def _run_model(spec: RunSpec, task: Any, model: Any, samples: list[Sample], data_root: Path) -> RunOutcome:
-    identity = spec.identity(data_root, getattr(model, "runtime_args", ()))
+def _run_model(spec: RunSpec, task: Task, model: ModelAdapter, samples: list[Sample], data_root: Path) -> RunOutcome:
+    identity = spec.identity(data_root, model.runtime_args)
     run_id = spec.run_id or stable_hash(identity)[:12]
     store = RunStore(Path(spec.out) / spec.task / spec.model / run_id)
     budget = budget_terms(spec.max_cost, spec.model, model)
@@ -393,26 +392,25 @@ def _run_model(spec: RunSpec, task: Any, model: Any, samples: list[Sample], data
                       spec.max_failed, warnings)
 
 
-def _config(
-    spec: RunSpec, task: Any, model: Any, identity: dict[str, Any], run_id: str, samples: list[Sample], store: RunStore
-) -> dict[str, Any]:
-    prompt = "\n".join([getattr(task, "prompt_text", lambda: "")(), getattr(model, "prompt_text", lambda: "")()])
-    task_config = getattr(task, "config", dict)()
+def _config(spec: RunSpec, task: Task, model: ModelAdapter, identity: dict[str, Any], run_id: str,
+            samples: list[Sample], store: RunStore) -> dict[str, Any]:
+    prompt = "\n".join([task.prompt_text(), model.prompt_text()])
+    task_config = task.config()
     config = {
         "run_id": run_id,
         **identity,
         "batch_size": spec.batch_size,
-        "model_config": getattr(model, "config", dict)(),
-        "model_output": getattr(model, "output", None),
+        "model_config": model.config(),
+        "model_output": model.output,
         # a fixed threshold (0.5) only means something for scores that are probabilities (CLIP)
-        "score_is_probability": bool(getattr(model, "score_is_probability", False)),
+        "score_is_probability": bool(model.score_is_probability),
         "task_config": task_config,
         "prompt_hash": stable_hash(prompt),
         "task_hash": stable_hash(task_config),
         "split_hash": (task_config.get("split") or {}).get("hash"),
         "samples_hash": stable_hash(sorted(s.id for s in samples)),
         "n_samples": len(samples),
-        "n_expected": sum(1 for s in samples if s.role != "calibration"),
+        "n_expected": sum(1 for s in samples if s.role != Role.CALIBRATION),
         "environment": environment(),
         "sessions": [],
     }
@@ -433,7 +431,7 @@ def _config(
     return config
 
 
-def _execute(spec: RunSpec, task: Any, model: Any, samples: list[Sample], store: RunStore,
+def _execute(spec: RunSpec, task: Task, model: ModelAdapter, samples: list[Sample], store: RunStore,
              existing: list[Record], max_cost: float | None) -> _Session:
     keep = [r for r in existing if not (spec.retry_failed and r.error is not None and r.retryable)]
     if len(keep) != len(existing):
@@ -495,7 +493,7 @@ DERIVED_KEYS = frozenset({"task", "model", "run_id", "metrics", "counts", "usage
 TOP_ERRORS = 3
 
 
-def build_results(task: Any, config: dict[str, Any], records: Sequence[Record], run_id: str,
+def build_results(task: Task, config: dict[str, Any], records: Sequence[Record], run_id: str,
                   previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """results.json from the Records and what config.json knows of the run: the one place that builds it,
     for `adbench run` and `adbench score` alike.
@@ -511,7 +509,8 @@ def build_results(task: Any, config: dict[str, Any], records: Sequence[Record], 
     previous = previous or {}
     # the model kind the adapter declared (config.json); only runs recorded before it fall back to the records
     results: dict[str, Any] = {"task": config["task"], "model": config["model"], "run_id": run_id,
-                               **task.score(records, kind=config.get("model_output")), "usage": _usage(records)}
+                               **task.score(records, kind=declared_output(config.get("model_output"))),
+                               "usage": _usage(records)}
     if "rules" in results:
         results["score_is_probability"] = bool(config.get("score_is_probability"))
     counts = results["counts"]
@@ -527,7 +526,7 @@ def build_results(task: Any, config: dict[str, Any], records: Sequence[Record], 
     for key, source in (("stopped", "stopped"), ("budget", "budget")):
         if last.get(source):
             results[key] = last[source]
-    errors = Counter(r.error for r in records if r.error is not None and r.role != "calibration")
+    errors = Counter(r.error for r in records if r.error is not None and r.role != Role.CALIBRATION)
     if errors:
         results["failures"] = [{"error": e, "n": n} for e, n in errors.most_common(TOP_ERRORS)]
     for key, value in previous.items():
@@ -557,7 +556,7 @@ def _previous_results(store: RunStore) -> dict[str, Any]:
 
 
 def score_run(
-    store: RunStore, task: Any, config: dict[str, Any], samples: Sequence[Sample] | None = None
+    store: RunStore, task: Task, config: dict[str, Any], samples: Sequence[Sample] | None = None
 ) -> dict[str, Any]:
     """Recompute results.json from samples.jsonl (no inference) and write it; the caller holds the run's lock."""
     records = store.load_records()
@@ -597,5 +596,5 @@ def rescore(run_dir: Path) -> Rescored:
                         False)
 
 
-def _task_of(config: dict[str, Any]) -> Any:
+def _task_of(config: dict[str, Any]) -> Task:
     return registry.make_task(config["task"], **config.get("task_args", {}))

@@ -28,7 +28,7 @@ from typing import Any
 
 from adbench.errors import UserError
 from adbench.jsonfile import read_json as read_json_file
-from adbench.schema import Record
+from adbench.schema import ParseStatus, Record, Role, TextEnum
 
 CONFIG = "config.json"
 SAMPLES = "samples.jsonl"
@@ -91,6 +91,8 @@ RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "gt_boxes": (list,), "stages": (dict,), "references": (list,), "mask": (str, _NONE), "question": (str,),
     "options": (dict,), "meta": (dict,),
 }
+#: Fields whose text is one of a closed set (the enum's values).
+RECORD_VALUES: dict[str, type[TextEnum]] = {"parse_status": ParseStatus, "role": Role}
 #: Fields a Record cannot be built without (the rest have defaults).
 RECORD_REQUIRED = ("id", "dataset", "category", "qtype", "label", "gold", "image", "text", "answer", "score",
                    "correct", "error", "parse_status")
@@ -121,6 +123,10 @@ def record_problem(d: Any) -> str | None:
     for key, types in RECORD_TYPES.items():
         if key in d and not isinstance(d[key], types):
             return f"record {d['id']!r}: {key} should be {_type_names(types)}, got {_json_type(d[key])}"
+    for key, enum in RECORD_VALUES.items():
+        if key in d and d[key] not in tuple(enum):
+            valid = ", ".join(repr(m.value) for m in enum)
+            return f"record {d['id']!r}: {key} should be one of {valid}, got {d[key]!r}"
     return None
 
 

@@ -1,4 +1,4 @@
-"""The task contract and the question-answering task every suite is built from.
+"""The task contract (`Task`) and the question-answering task every suite is built from.
 
 A task yields Samples for a data root, renders each into a Query (images in order,
 question, options, a default prompt), decides correctness, and scores Records into
@@ -12,31 +12,22 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 from adbench.args import ArgumentError
+from adbench.data.layout import AD_OPTIONS, AD_QUESTION
 from adbench.data.paths import DataError
+from adbench.model import OutputKind
 from adbench.results import ThresholdRule, score_records
-from adbench.schema import ANOMALOUS, NORMAL, Query, Record, Response, Sample
+from adbench.schema import ANOMALY_DETECTION, IMAGE_KEY, NORMAL, Query, Record, Response, Role, Sample
+
+if TYPE_CHECKING:
+    from adbench.data.pseudo_boxes import BoxParams
 
 #: `-T template=`: MMAD's two template lists.
 Template = Literal["random", "similar"]
 #: `-T threshold=`: a rule or a fixed threshold (a number).
 Threshold = ThresholdRule | float
-
-ANOMALY_DETECTION = "Anomaly Detection"
-
-#: MMAD's eight question types; the summary merges the last two into "Object Analysis".
-QUESTION_TYPES = (
-    "Anomaly Detection",
-    "Defect Classification",
-    "Defect Localization",
-    "Defect Description",
-    "Defect Analysis",
-    "Object Classification",
-    "Object Structure",
-    "Object Details",
-)
 
 INTRO = (
     "You are an industrial quality inspector. You examine images of manufactured products "
@@ -47,6 +38,46 @@ QUERY_CAPTION = "Image to inspect:"
 INSTRUCTION = "Answer with the letter of the correct option only."
 
 Reader = Callable[[Path], list[Sample]]
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the runner (and `adbench score`, `report`) may call on a task; `QuestionTask` is one."""
+
+    name: str
+
+    def samples(self, data_root: Path) -> list[Sample]:
+        """The evaluated Samples under `data_root`, ids unique."""
+        ...
+
+    def calibration_samples(self, data_root: Path, samples: Sequence[Sample]) -> list[Sample]:
+        """Normal images (role CALIBRATION) a score-based model is run on to set its thresholds."""
+        ...
+
+    def render(self, sample: Sample) -> Query: ...
+
+    def make_record(self, sample: Sample, response: Response) -> Record: ...
+
+    def score(self, records: Sequence[Record], kind: OutputKind | None = None) -> dict[str, Any]:
+        """results.json's figures; kind: the model's declared output (None: a run recorded before it)."""
+        ...
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the samples and their scoring (config.json's `task_config`)."""
+        ...
+
+    def prompt_text(self) -> str:
+        """Fixed prompt text the task renders (hashed into the run's provenance)."""
+        ...
+
+
+def missing_members(obj: Any) -> list[str]:
+    """The members of `Task` that `obj` lacks (none: it is a Task), to name them in an error.
+
+    Listed here because Python < 3.12 has no public way to read a Protocol's members.
+    """
+    members = ("name", "samples", "calibration_samples", "render", "make_record", "score", "config", "prompt_text")
+    return [m for m in members if not hasattr(obj, m)]
 
 
 def stable_hash(obj: Any) -> str:
@@ -74,6 +105,9 @@ class QuestionTask:
     calibration_per_group: normal support images per dataset/category scored to
         calibrate thresholds of score-based models.
     """
+
+    #: Pseudo-box extraction parameters (training and `adbench variance` read them); None: the defaults.
+    box_params: BoxParams | None = None
 
     def __init__(
         self,
@@ -158,11 +192,11 @@ class QuestionTask:
                         label=NORMAL,
                         defect="good",
                         qtype=ANOMALY_DETECTION,
-                        question="Is there any defect in the object?",
-                        options={"A": "Yes.", "B": "No."},
+                        question=AD_QUESTION,
+                        options=dict(AD_OPTIONS),
                         gold="B",
                         support=support,
-                        role="calibration",
+                        role=Role.CALIBRATION,
                     )
                 )
         return out
@@ -228,10 +262,10 @@ class QuestionTask:
             mask=s.mask,
             question=s.question,
             options=dict(s.options),
-            meta={**r.meta, **({"sample": s.meta.get("key")} if s.meta.get("key") else {})},
+            meta={**r.meta, **({IMAGE_KEY: s.key} if s.key else {})},
         )
 
-    def score(self, records: Sequence[Record], kind: str | None = None) -> dict[str, Any]:
+    def score(self, records: Sequence[Record], kind: OutputKind | None = None) -> dict[str, Any]:
         """results.json's figures; kind: the model's declared output (config.json `model_output`), if known."""
         return score_records(records, threshold=self.threshold, kind=kind)
 
@@ -277,4 +311,4 @@ def _as_tuple(v: Sequence[str] | str | None) -> tuple[str, ...] | None:
     return tuple(v)
 
 
-__all__ = ["ANOMALOUS", "ANOMALY_DETECTION", "NORMAL", "QUESTION_TYPES", "QuestionTask", "stable_hash"]
+__all__ = ["QuestionTask", "Task", "missing_members", "stable_hash"]

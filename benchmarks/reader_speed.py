@@ -25,12 +25,11 @@ from pathlib import Path
 
 from adbench import registry
 from adbench.data.mmad import read_mmad
+from adbench.schema import ANOMALY_DETECTION, QUESTION_TYPES
 
 N_IMAGES = 8366
 N_QUESTIONS = 39672
 CATEGORIES = {"DS-MVTec": 15, "VisA": 12, "MVTec-LOCO": 5, "GoodsAD": 6}  # 38 classes
-QTYPES = ("Anomaly Detection", "Defect Classification", "Defect Localization", "Defect Description",
-          "Defect Analysis", "Object Classification", "Object Structure", "Object Details")
 
 
 def synthetic_index(root: Path) -> Path:
@@ -43,11 +42,11 @@ def synthetic_index(root: Path) -> Path:
         key = f"{ds}/{cat}/test/{kind}/{i:05d}.png"
         pool = [f"{ds}/{cat}/train/good/{j:03d}.png" for j in range(50)]
         conv = [{"Question": "Is there any defect in the object?", "Options": {"A": "Yes.", "B": "No."},
-                 "Answer": "B" if kind == "good" else "A", "type": QTYPES[0]}]
+                 "Answer": "B" if kind == "good" else "A", "type": ANOMALY_DETECTION}]
         for q in range(1, per_image[i]):
             conv.append({"Question": f"Question {q} about the object?",
                          "Options": {"A": "one", "B": "two", "C": "three", "D": "four"}, "Answer": "C",
-                         "type": QTYPES[q % len(QTYPES)]})
+                         "type": QUESTION_TYPES[q % len(QUESTION_TYPES)]})
         index[key] = {
             "image_path": f"test/{kind}/{i:05d}.png",  # MMAD: relative to <dataset>/<category>/
             "mask_path": None if kind == "good" else f"ground_truth/{kind}/{i:05d}_mask.png",

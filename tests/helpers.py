@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from adbench.data.mmad import read_mmad
-from adbench.model import GENERATIVE, Model
-from adbench.schema import PARSED, Query, Response
-from adbench.task import ANOMALY_DETECTION, QuestionTask
+from adbench.model import Model, OutputKind
+from adbench.schema import ANOMALY_DETECTION, ParseStatus, Query, Response
+from adbench.task import QuestionTask
 
 
 def write_image(path: Path, rng: np.random.Generator, size: int = 32, value: int | None = None) -> str:
@@ -67,7 +67,7 @@ class SlowModel(Model):
     """Answers like `chance` but takes `delay` seconds per query: room for a kill -9."""
 
     name = "slow"
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
 
     def __init__(self, delay: float = 0.05, seed: int = 0) -> None:
         self.delay = float(delay)
@@ -78,7 +78,7 @@ class SlowModel(Model):
         for q in queries:
             time.sleep(self.delay)
             letter = sorted(q.options)[hash_index(q.id, len(q.options))]
-            out.append(Response(text=f"The answer is {letter}.", answer=letter, parse_status=PARSED))
+            out.append(Response(text=f"The answer is {letter}.", answer=letter, parse_status=ParseStatus.PARSED))
         return out
 
 

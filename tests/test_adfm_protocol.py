@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adbench.models import adfm_protocol as proto
-from adbench.schema import ANOMALOUS, NORMAL, PARSED, UNPARSED, Box, Query
+from adbench.schema import ANOMALOUS, NORMAL, Box, ParseStatus, Query
 
 YN = {"A": "Yes.", "B": "No."}
 NY = {"A": "No.", "B": "Yes."}  # options in the other order: words must follow the texts
@@ -107,7 +107,7 @@ CASES = [
 def test_parser_on_messy_replies(reply, options, decision, boxes, problems):
     r = proto.parse_reply(reply, options, frame=(100, 100))
     assert r.decision == decision
-    assert r.status == (PARSED if decision else UNPARSED)
+    assert r.status == (ParseStatus.PARSED if decision else ParseStatus.UNPARSED)
     assert [(b.as_tuple(), b.label) for b in r.boxes] == [(tuple(float(v) for v in c), lab) for c, lab in boxes]
     for p in problems:
         assert any(p in q for q in r.problems), (p, r.problems)

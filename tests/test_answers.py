@@ -1,7 +1,7 @@
 import pytest
 
 from adbench.answers import parse_option
-from adbench.schema import PARSED, UNPARSED
+from adbench.schema import ParseStatus
 
 YN = {"A": "Yes.", "B": "No."}
 DC = {"A": "scratch", "B": "crack", "C": "hole", "D": "stain"}
@@ -27,4 +27,4 @@ DC = {"A": "scratch", "B": "crack", "C": "hole", "D": "stain"}
 def test_parse_option(text, options, expected):
     letter, status = parse_option(text, options)
     assert letter == expected
-    assert status == (PARSED if expected else UNPARSED)
+    assert status == (ParseStatus.PARSED if expected else ParseStatus.UNPARSED)

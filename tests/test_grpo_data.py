@@ -85,8 +85,9 @@ def test_gt_boxes_are_in_the_model_input_frame(dataset, training, recipe):
         assert tuple(row["input_size"]) == model_input_size((w, h), lo, hi)
         iw, ih = row["input_size"]
         assert len(row["gt_boxes"]) == len(sample.boxes)
-        for got, b in zip(row["gt_boxes"], sample.boxes):
-            assert got == pytest.approx([b.x1 * iw / w, b.y1 * ih / h, b.x2 * iw / w, b.y2 * ih / h])
+        for got, b in zip(row["gt_boxes"], sample.boxes):  # Box.to_dict(), the label kept
+            assert got["bbox"] == pytest.approx([b.x1 * iw / w, b.y1 * ih / h, b.x2 * iw / w, b.y2 * ih / h])
+            assert got["label"] == b.label == sample.defect
     # the demo's 256x256 images become 112x112 model inputs under the tiny recipe's budget
     assert {tuple(r["input_size"]) for r in dataset} == {(112, 112)}
 
@@ -133,7 +134,7 @@ def test_sft_rows_complete_the_prompt_with_the_ideal_reply(recipe, training):
         assert reply == ideal_completion(row)
         parsed = parse_reply(reply, json.loads(row["options"]), "multi", frame=tuple(row["input_size"]))
         assert parsed.clean and parsed.decision == row["gold"]
-        want = [Box(*[float(round(v)) for v in b]) for b in row["gt_boxes"]]
+        want = [Box(*[float(round(v)) for v in Box.from_dict(b).as_tuple()]) for b in row["gt_boxes"]]
         assert [b.as_tuple() for b in parsed.boxes] == [b.as_tuple() for b in want]
 
 

@@ -22,7 +22,7 @@ import pytest
 from adbench import registry
 from adbench.data.layout import yes_no_samples
 from adbench.data.paths import DataError
-from adbench.schema import ANOMALOUS, NORMAL, PARSED, Query
+from adbench.schema import ANOMALOUS, NORMAL, ParseStatus, Query
 from tests.helpers import write_image
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -158,7 +158,7 @@ def test_model_guide_runs_as_written(plugin_env: tuple[Path, Path, Path]) -> Non
     assert config["model_args"] == {"temperature": 0.2}  # typed from MyModel's signature: a float
     recs = records(run)
     assert len(recs) == 6 and {r["label"] for r in recs} == {NORMAL, ANOMALOUS}
-    assert {(r["text"], r["answer"], r["parse_status"]) for r in recs} == {("No.", "B", PARSED)}
+    assert {(r["text"], r["answer"], r["parse_status"]) for r in recs} == {("No.", "B", ParseStatus.PARSED)}
     assert [r["correct"] for r in recs] == [r["gold"] == "B" for r in recs]
     result = json.loads((run / "results.json").read_text())
     assert result["counts"] == {"n": 6, "n_failed": 0, "n_unparsed": 0, "n_expected": 6}

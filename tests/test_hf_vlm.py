@@ -18,7 +18,7 @@ from adbench.models.engines.qwen import QwenVLModel
 from adbench.models.presets.open_vlms import GenericVLM
 from adbench.models.qwen_frame import model_input_size
 from adbench.models.weights import UnsafeCheckpointError
-from adbench.schema import PARSED, UNPARSED, Query
+from adbench.schema import ParseStatus, Query
 from tests.vlm_fixtures import TINY_ARGS, demo_queries, tiny_assets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def test_batched_and_one_at_a_time_greedy_give_identical_text(adfm_model, querie
     assert len({r.usage["prompt_tokens"] for r in batched}) == 2
     for r in batched:
         assert r.usage["completion_tokens"] >= 1 and r.text
-        assert r.parse_status in (PARSED, UNPARSED)
+        assert r.parse_status in (ParseStatus.PARSED, ParseStatus.UNPARSED)
         assert r.answer is not None or r.meta["parse_problems"]
 
 
@@ -128,7 +128,7 @@ def test_generic_adapter_runs_qwen_through_auto_classes(assets, queries):
     qwen = QwenVLModel(base=str(assets.base), protocol="mmad", max_new_tokens=10, **TINY_ARGS)
     g, q = generic.predict(queries), qwen.predict(queries)
     assert [r.text for r in g] == [r.text for r in q]
-    assert all(r.parse_status in (PARSED, UNPARSED) for r in g)
+    assert all(r.parse_status in (ParseStatus.PARSED, ParseStatus.UNPARSED) for r in g)
     assert generic.config()["family"] == "generic" and type(generic.model).__name__.startswith("Qwen2_5_VL")
     with pytest.raises(ValueError, match="adfm"):
         GenericVLM(base=str(assets.base), protocol="adfm")
@@ -158,7 +158,7 @@ def test_adfm_boxes_are_mapped_back_to_image_pixels(adfm_model, tmp_path):
                  f'{{"bbox_2d": [{fw // 2}, {fh // 4}, {fw // 2}, {fh}], "label": "line"}}</think>'
                  '<rethink>real</rethink><answer>a</answer>')
         r = adfm_model.prompting.interpret(qs[row], reply, input_size=frame, image_size=size)
-        assert r.answer == "A" and r.parse_status == PARSED
+        assert r.answer == "A" and r.parse_status == ParseStatus.PARSED
         assert r.boxes[0].as_tuple() == pytest.approx((0, 0, size[0], size[1]))
         assert r.boxes[1].x1 == pytest.approx(fw // 2 * size[0] / fw)
         assert r.meta["boxes_model_frame"][0]["bbox"] == [0, 0, fw, fh]
@@ -221,12 +221,12 @@ def test_cli_adfm_run_end_to_end(assets, tmp_path):
     for r in records:
         assert r["error"] is None
         assert isinstance(r["text"], str) and r["text"]
-        assert r["parse_status"] in (PARSED, UNPARSED)
+        assert r["parse_status"] in (ParseStatus.PARSED, ParseStatus.UNPARSED)
         assert r["answer"] is not None or r["meta"]["parse_problems"]
         assert r["usage"]["completion_tokens"] >= 1 and r["usage"]["prompt_tokens"] > 100
         assert r["meta"]["input_size"] == [112, 112] and r["meta"]["image_size"] == [256, 256]
     results = json.loads((run_dir / "results.json").read_text())
-    n_unparsed = sum(r["parse_status"] == UNPARSED for r in records)
+    n_unparsed = sum(r["parse_status"] == ParseStatus.UNPARSED for r in records)
     assert results["counts"]["n"] == 8 and results["counts"]["n_failed"] == 0
     assert results["counts"]["n_unparsed"] == n_unparsed > 0  # random weights: nothing in protocol
     config = json.loads((run_dir / "config.json").read_text())

@@ -23,7 +23,7 @@ from adbench.models.presets.open_vlms import GenericVLM
 from adbench.models.prompting import MMAD_INSTRUCTION, make_prompting, question_number
 from adbench.models.qwen_frame import MMAD_MAX_PIXELS, MMAD_MIN_PIXELS
 from adbench.runner import RunSpec, run
-from adbench.schema import PARSED, UNPARSED, Query
+from adbench.schema import ParseStatus, Query
 from tests.vlm_fixtures import TINY_ARGS, tiny_assets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,15 +187,15 @@ def test_replies_are_read_with_mmads_rule(model, images):
     read = {reply: model.prompting.interpret(q, reply) for reply in
             ("B", "The answer is A.", "A or B? B.", "There is a crack, so yes", "No defect", "E", "")}
     assert {k: (r.answer, r.parse_status) for k, r in read.items()} == {
-        "B": ("B", PARSED), "The answer is A.": ("A", PARSED), "A or B? B.": ("B", PARSED),
-        "There is a crack, so yes": ("A", PARSED), "No defect": ("B", PARSED), "E": ("E", PARSED),
-        "": ("A", PARSED)}
+        "B": ("B", ParseStatus.PARSED), "The answer is A.": ("A", ParseStatus.PARSED), "A or B? B.": ("B", ParseStatus.PARSED),
+        "There is a crack, so yes": ("A", ParseStatus.PARSED), "No defect": ("B", ParseStatus.PARSED), "E": ("E", ParseStatus.PARSED),
+        "": ("A", ParseStatus.PARSED)}
     assert "answer_rule" not in read["The answer is A."].meta
     assert read["There is a crack, so yes"].meta["answer_rule"].startswith("closest option text (difflib)")
     assert read["E"].meta["parse_problems"] == [
         "the letter E is not one of the options (MMAD's rule keeps it: it counts as wrong)"]
     failed = model.prompting.interpret(q, None, truncated=False)
-    assert (failed.answer, failed.parse_status) == (None, UNPARSED)
+    assert (failed.answer, failed.parse_status) == (None, ParseStatus.UNPARSED)
     truncated = model.prompting.interpret(q, "B and", truncated=True)
     assert truncated.answer == "B" and truncated.meta["truncated"] is True
 
@@ -221,7 +221,7 @@ def test_cli_run_with_prompt_mmad_records_replies_and_answers(assets, tmp_path):
     for r in records:
         assert r["error"] is None and isinstance(r["text"], str) and r["text"]
         # MMAD's rule gives every reply a letter (difflib's closest option when it names none)
-        assert r["parse_status"] == PARSED and r["answer"] in ("A", "B", "C", "D", "E")
+        assert r["parse_status"] == ParseStatus.PARSED and r["answer"] in ("A", "B", "C", "D", "E")
         assert r["usage"]["prompt_tokens"] > 100 and r["usage"]["completion_tokens"] >= 1
     config = json.loads((run_dir / "config.json").read_text())
     mc = config["model_config"]

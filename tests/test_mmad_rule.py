@@ -25,10 +25,10 @@ from adbench import registry
 from adbench.answers import mmad_answer, parse_option
 from adbench.cli import main
 from adbench.metrics import balanced_accuracy_mmad, mcnemar
-from adbench.model import GENERATIVE, Model
+from adbench.model import Model, OutputKind
 from adbench.results import score_records
 from adbench.runner import RunSpec, run
-from adbench.schema import PARSED, UNPARSED, Query, Record, Response
+from adbench.schema import ParseStatus, Query, Record, Response
 from tests.helpers import write_mini_mmad
 
 YN = {"A": "Yes.", "B": "No."}
@@ -105,9 +105,9 @@ def test_the_strict_parser_is_stricter():
     # the same replies: MMAD's rule answers, the strict parser reports unparsed (counted wrong)
     for text, options in (("", YN), ("E", YN), ("Nope.", YN), ("b", YN), ("ABC", YN)):
         assert mmad_answer(text, options) is not None
-        assert parse_option(text, options) == (None, UNPARSED)
+        assert parse_option(text, options) == (None, ParseStatus.UNPARSED)
     # and where both answer, they can disagree: the strict parser takes the option text the reply names
-    assert parse_option("There is a crack on the surface.", DC) == ("A", PARSED)
+    assert parse_option("There is a crack on the surface.", DC) == ("A", ParseStatus.PARSED)
     assert mmad_answer("There is a crack on the surface.", DC) == "B"
 
 
@@ -218,7 +218,7 @@ class ScriptedReplies(Model):
     """
 
     name = "scripted"
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from adbench.images import file_digest  # noqa: E402
-from adbench.model import SCORE  # noqa: E402
+from adbench.model import OutputKind  # noqa: E402
 from adbench.models.baselines.backbones import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -93,7 +93,7 @@ def _query(image: str, support: list[str], group: str = GROUP, qid: str | None =
 
 def test_contract(model):
     assert model.name == "patchcore"
-    assert model.output == SCORE
+    assert model.output == OutputKind.SCORE
     cfg = model.config()
     json.dumps(cfg)  # recorded in config.json
     assert cfg["backbone"] == "efficientnet-lite0"

@@ -12,9 +12,9 @@ import pytest
 from adbench import registry
 from adbench.cli import main
 from adbench.data.mmad import read_mmad
-from adbench.model import GENERATIVE, Model
+from adbench.model import Model, OutputKind
 from adbench.runner import RunSpec, run
-from adbench.schema import PARSED, UNPARSED, Box, Response
+from adbench.schema import Box, ParseStatus, Response
 from adbench.task import QuestionTask
 from tests.helpers import hash_index, write_mini_mmad
 
@@ -44,7 +44,7 @@ class StagedModel(Model):
     """A reasoning model stand-in: stages, a predicted box, hostile text, failures and unparsable replies."""
 
     name = "staged"
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -56,12 +56,12 @@ class StagedModel(Model):
             if k == 0:
                 out.append(Response.failure(f"timeout <b>after</b> 30 s {INJECTION}"))
             elif k == 1:
-                out.append(Response(text="I cannot tell.", parse_status=UNPARSED))
+                out.append(Response(text="I cannot tell.", parse_status=ParseStatus.UNPARSED))
             else:
                 stages = {"think": f"Region at the top left looks odd {INJECTION}", "rethink": "On closer look: a crack.",
                           "answer": "A"}
                 out.append(Response(text=f"<think>...</think> {INJECTION} The answer is A.", answer="A",
-                                    parse_status=PARSED, stages=stages, boxes=[Box(*PRED_BOX, label="crack")]))
+                                    parse_status=ParseStatus.PARSED, stages=stages, boxes=[Box(*PRED_BOX, label="crack")]))
         return out
 
 

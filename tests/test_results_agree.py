@@ -26,11 +26,11 @@ from adbench import registry
 from adbench.cli import main
 from adbench.metrics import mcnemar
 from adbench.results import record_correctness
-from adbench.results.layouts import LAYOUT_NAMES, OBJECT_ANALYSIS
+from adbench.results.layouts import LAYOUT_NAMES, OBJECT_ANALYSIS_TYPES
 from adbench.results.runs import Run
 from adbench.results.tables import build_table
 from adbench.results.writer import format_percent
-from adbench.schema import PARSED, UNPARSED, Query, Response
+from adbench.schema import OBJECT_ANALYSIS, ParseStatus, Query, Response
 from tests.helpers import SlowModel, hash_index, write_mini_mmad
 from tests.test_tables import MeanScorer, _add_object_questions
 
@@ -49,9 +49,9 @@ def _talk(seed: int, q: Query) -> Response:
     if k == 0:
         return Response.failure("HTTP 500: boom")
     if k == 1:  # strict: unparsed (wrong); MMAD's rule: difflib's closest option
-        return Response(text="Nope.", parse_status=UNPARSED, score=_brightness(q.image))
+        return Response(text="Nope.", parse_status=ParseStatus.UNPARSED, score=_brightness(q.image))
     letter = sorted(q.options)[hash_index(f"{seed}/{q.id}", len(q.options))]
-    return Response(text=f"The answer is {letter}.", answer=letter, parse_status=PARSED, score=_brightness(q.image))
+    return Response(text=f"The answer is {letter}.", answer=letter, parse_status=ParseStatus.PARSED, score=_brightness(q.image))
 
 
 class TalkingScorer(SlowModel):
@@ -144,7 +144,7 @@ def _expected(layout: str, res: dict, column: str, metric: str, rule: str | None
         return m[ds]["categories"][cat][acc]
     if column == "Object Analysis" and metric == "strict":
         return "n/a"  # strict types are not pooled in results.json
-    name = column if metric == "strict" or column not in OBJECT_ANALYSIS else "Object Analysis"
+    name = column if metric == "strict" or column not in OBJECT_ANALYSIS_TYPES else OBJECT_ANALYSIS
     return (m["average"][qkey].get(name) or {acc: None})[acc]  # a type the run lacks: no figure
 
 

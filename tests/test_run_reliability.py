@@ -21,9 +21,9 @@ import pytest
 
 from adbench import registry
 from adbench.cli import main
-from adbench.model import GENERATIVE, Model
+from adbench.model import Model, OutputKind
 from adbench.runner import EXIT_BUDGET, EXIT_FAILED, RunSpec, run
-from adbench.schema import PARSED, Query, Response
+from adbench.schema import ParseStatus, Query, Response
 from adbench.store import RunStore, StoreError
 from tests.chat_server import ChatServer
 from tests.helpers import write_mini_mmad
@@ -47,7 +47,7 @@ class RaisingModel(Model):
     """Raises for every query whose image path contains `fail` ("" = every query); answers A otherwise."""
 
     name = "raising"
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
 
     def __init__(self, fail: str = "", seed: int = 0) -> None:
         self.fail = fail
@@ -56,7 +56,7 @@ class RaisingModel(Model):
         for q in queries:
             if self.fail in Path(q.image).as_posix():
                 raise RuntimeError(f"the adapter cannot answer ({self.fail or 'anything'})")
-        return [Response(text="A", answer="A", parse_status=PARSED) for _ in queries]
+        return [Response(text="A", answer="A", parse_status=ParseStatus.PARSED) for _ in queries]
 
 
 @pytest.fixture()

@@ -1,14 +1,14 @@
 import pytest
 
 from adbench.results import record_correctness, score_records
-from adbench.schema import PARSED, UNPARSED, Record
+from adbench.schema import ParseStatus, Record
 
 
-def rec(i, ds, qtype, label, correct, *, cat="c", error=None, status=PARSED, score=None, role="eval", answer="A"):
+def rec(i, ds, qtype, label, correct, *, cat="c", error=None, status=ParseStatus.PARSED, score=None, role="eval", answer="A"):
     # the reply text agrees with `correct` (gold is A): "A" when right, "B" when wrong, "Maybe." when unparsed
-    text = None if (error or score is not None) else "Maybe." if status == UNPARSED else "A" if correct else "B"
+    text = None if (error or score is not None) else "Maybe." if status == ParseStatus.UNPARSED else "A" if correct else "B"
     return Record(id=f"{ds}-{i}", dataset=ds, category=cat, qtype=qtype, label=label, gold="A", image=f"{i}.png",
-                  text=text, answer=None if (error or status == UNPARSED or score is not None) else answer,
+                  text=text, answer=None if (error or status == ParseStatus.UNPARSED or score is not None) else answer,
                   score=score, correct=None if score is not None else correct, error=error,
                   parse_status=status if score is None else "n/a", role=role,
                   options={} if score is not None else {"A": "Yes.", "B": "No."})
@@ -24,7 +24,7 @@ def test_mmad_balanced_accuracy_and_average_by_hand():
         # dataset X, DC: 1/2 -> 0.5 ; dataset X accuracy = mean(0.75, 0.5) = 0.625
         rec(5, "X", DC, 1, True), rec(6, "X", DC, 1, False),
         # dataset Y, AD: normal 1/1, anomalous: one failed (wrong), one unparsed (wrong) -> (1 + 0)/2 = 0.5
-        rec(7, "Y", AD, 0, True), rec(8, "Y", AD, 1, False, error="boom"), rec(9, "Y", AD, 1, False, status=UNPARSED),
+        rec(7, "Y", AD, 0, True), rec(8, "Y", AD, 1, False, error="boom"), rec(9, "Y", AD, 1, False, status=ParseStatus.UNPARSED),
     ]
     out = score_records(records)
     m = out["metrics"]

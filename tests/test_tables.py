@@ -18,7 +18,7 @@ from PIL import Image
 from adbench import registry
 from adbench.cli import main
 from adbench.metrics import mcnemar
-from adbench.model import SCORE, Model
+from adbench.model import Model, OutputKind
 from adbench.runner import RunSpec, run
 from adbench.schema import Response
 from tests.helpers import write_mini_mmad
@@ -186,7 +186,7 @@ class MeanScorer(Model):
     """Score = mean brightness of the query image: a real score-based model, tiny and deterministic."""
 
     name = "mean-scorer"
-    output = SCORE
+    output = OutputKind.SCORE
     score_is_probability = True
 
     def __init__(self, seed: int = 0) -> None:

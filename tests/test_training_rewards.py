@@ -79,7 +79,7 @@ def test_format_released_by_hand():
 
 # ------------------------------------------------------------------ TRL wrappers
 
-GT_MODEL = [[10.0, 20.0, 50.0, 60.0]]
+GT_MODEL = [Box(10.0, 20.0, 50.0, 60.0, "scratch").to_dict()]  # the stored form: Box.to_dict()
 
 
 def _columns(n_rep: int = 1) -> dict:

@@ -60,7 +60,7 @@ def _image_problem(path: str, verify: bool) -> Problem | None:
 def _mask_problem(s: Sample) -> Problem | None:
     if s.label != ANOMALOUS:
         return None
-    entry = s.meta.get("key") or s.image  # an index entry (MMAD) or the image file
+    entry = s.key or s.image  # an index entry (MMAD) or the image file
     if not s.mask:
         return Problem("missing mask", s.image, f"no mask given for anomalous image {entry}")
     p = Path(s.mask)

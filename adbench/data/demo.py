@@ -37,7 +37,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from adbench.data.layout import AD_OPTIONS, AD_QUESTION
 from adbench.errors import ExistingPathError, UserError
+from adbench.schema import ANOMALY_DETECTION
 
 DEMO_VERSION = 2  # bump whenever the generated files change (2: MMAD's real path fields)
 MARKER_NAME = ".adbench-demo.json"
@@ -62,7 +64,6 @@ DEFECT_NAMES: dict[str, str] = {
 REGIONS = ("top left", "top right", "bottom left", "bottom right", "center")
 LETTERS = "ABCD"
 
-Q_DETECTION = "Is there any defect in the object?"
 Q_DEFECT = "What type of defect is present on the object?"
 Q_WHERE = "Where is the defect located?"
 Q_OBJECT = "What kind of object is shown in the image?"
@@ -390,10 +391,10 @@ def _conversation(
     anomalous = mask is not None
     conv: list[dict[str, Any]] = [
         {
-            "Question": Q_DETECTION,
-            "Options": {"A": "Yes.", "B": "No."},
+            "Question": AD_QUESTION,
+            "Options": dict(AD_OPTIONS),
             "Answer": "A" if anomalous else "B",
-            "type": "Anomaly Detection",
+            "type": ANOMALY_DETECTION,
         }
     ]
     if anomalous:

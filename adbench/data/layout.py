@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adbench.data.paths import DataError
-from adbench.schema import ANOMALOUS, NORMAL, Sample
+from adbench.schema import ANOMALOUS, ANOMALY_DETECTION, IMAGE_KEY, NORMAL, Sample
 
 #: Image file extensions, compared case-insensitively (.png, .PNG, .JPG, .bmp ...).
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
@@ -33,7 +33,6 @@ IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 #: MMAD's Anomaly Detection question, used by every yes/no suite.
 AD_QUESTION = "Is there any defect in the object?"
 AD_OPTIONS = {"A": "Yes.", "B": "No."}
-AD_QTYPE = "Anomaly Detection"
 
 GOOD = "good"
 
@@ -179,7 +178,7 @@ def ad_sample(
     masks: Sequence[str] = (),
 ) -> Sample:
     """One Anomaly Detection Sample (Yes = anomalous) for an image of a folder layout."""
-    meta: dict[str, object] = {"key": f"{dataset}/{rel}", "split": split}
+    meta: dict[str, object] = {IMAGE_KEY: f"{dataset}/{rel}", "split": split}
     if masks:
         meta["masks"] = list(masks)
     return Sample(
@@ -189,7 +188,7 @@ def ad_sample(
         image=str(image),
         label=label,
         defect=defect,
-        qtype=AD_QTYPE,
+        qtype=ANOMALY_DETECTION,
         question=AD_QUESTION,
         options=dict(AD_OPTIONS),
         gold="A" if label == ANOMALOUS else "B",

@@ -37,7 +37,7 @@ from typing import Any
 from adbench.data.layout import GOOD, Scan, gc_paused
 from adbench.data.paths import DataError, is_absolute, join_inside
 from adbench.jsonfile import read_json
-from adbench.schema import ANOMALOUS, NORMAL, Sample
+from adbench.schema import ANOMALOUS, IMAGE_KEY, NORMAL, Sample
 
 INDEX_NAME = "mmad.json"
 
@@ -139,7 +139,7 @@ def _read_mmad(root: Path, index: Path | None) -> list[Sample]:
         conversation = entry.get("conversation")
         if not isinstance(conversation, list) or not conversation:
             raise DataError(f"{src}: entry {key!r}: 'conversation' must be a non-empty list")
-        meta = {"key": key, **templates}
+        meta = {IMAGE_KEY: key, **templates}
         for i, qa in enumerate(conversation):
             where = f"{key!r} question {i}"
             if not isinstance(qa, dict):

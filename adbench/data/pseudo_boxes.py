@@ -41,7 +41,7 @@ from adbench.errors import UserError
 from adbench.images import ImageError, file_sha1, image_size, read_mask_pixels
 from adbench.schema import ANOMALOUS, Box, Sample
 
-CACHE_VERSION = 2  # 2: entries record the mask's size
+CACHE_VERSION = 3  # 2: entries record the mask's size; 3: boxes as Box.to_dict()
 CACHE_DIR = Path(".adbench-cache") / "boxes"
 
 #: Defaults: a 15 px square joins fragments up to ~15 px apart on MVTec-sized images
@@ -184,13 +184,13 @@ class BoxCache:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             w, h = data["size"]
-            return [Box(*map(float, b)) for b in data["boxes"]], (int(w), int(h))
+            return [Box.from_dict(b) for b in data["boxes"]], (int(w), int(h))
         except (OSError, ValueError, KeyError, TypeError):
             return None  # absent, damaged or of an older version: recompute (and rewrite)
 
     def _store(self, path: Path, boxes: list[Box], size: tuple[int, int], files: Sequence[Path]) -> None:
         record = {"version": CACHE_VERSION, "params": asdict(self.params), "masks": [f.name for f in files],
-                  "size": list(size), "boxes": [[b.x1, b.y1, b.x2, b.y2] for b in boxes]}
+                  "size": list(size), "boxes": [b.to_dict() for b in boxes]}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -104,7 +104,7 @@ def units_of(samples: Sequence[Sample]) -> dict[str, Stratum]:
     """Image key -> stratum, from question-level samples (all questions of an image share both)."""
     units: dict[str, Stratum] = {}
     for s in samples:
-        key = s.meta.get("key") or s.id
+        key = s.key or s.id
         units.setdefault(key, (s.dataset, s.category, -1 if s.label is None else int(s.label)))
     return units
 

@@ -6,7 +6,7 @@
 - `baselines/`: answers without a language model (chance, PatchCore, WinCLIP, AnomalyCLIP);
 - the modules here are shared: decoding settings (`generation`), prompts and parsers
   (`prompting`, `adfm_protocol`), Qwen2.5-VL's frame (`qwen_frame`), weights checks
-  (`weights`) and the offline tiny Qwen2.5-VL (`tiny_qwen`).
+  (`weights`), the offline tiny Qwen2.5-VL (`tiny_qwen`) and `-M device` (`devices`).
 
 Nothing here is imported by `import adbench`: the registry names adapters by strings.
 """

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adbench.args import ArgumentError
-from adbench.schema import ANOMALOUS, NORMAL, PARSED, UNPARSED, Box, Query
+from adbench.schema import ANOMALOUS, NORMAL, Box, ParseStatus, Query
 
 MULTI_STAGE = "multi"
 ONE_STAGE = "one"
@@ -146,12 +146,12 @@ class ParsedReply:
     boxes: list[Box] = field(default_factory=list)
     answer_text: str | None = None
     decision: str | None = None
-    status: str = UNPARSED
+    status: ParseStatus = ParseStatus.UNPARSED
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.status == PARSED
+        return self.status == ParseStatus.PARSED
 
     @property
     def clean(self) -> bool:
@@ -404,7 +404,7 @@ def parse_reply(
         return out
     if len(read) == 1 and None not in decisions:
         out.decision = read.pop()
-        out.status = PARSED
+        out.status = ParseStatus.PARSED
     elif read:  # one readable, another not: not the model's one clear answer
         out.problems.append("one of the repeated <answer> stages cannot be read")
     return out

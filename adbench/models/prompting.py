@@ -23,16 +23,21 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from adbench.answers import mmad_answer, parse_option
 from adbench.args import ArgumentError, parse_bool
 from adbench.models import adfm_protocol as proto
 from adbench.models.qwen_frame import to_image_frame
-from adbench.schema import PARSED, UNPARSED, Query, Response
+from adbench.schema import ParseStatus, Query, Response
 
-#: Values of `-M prompt`: the task's own rendering, or MMAD's Qwen2.5-VL script's.
-PROMPTS = ("task", "mmad")
+#: `-M protocol`: how a local MLLM is asked and its reply read: MMAD's way (the task's prompt, an option
+#: letter) or AD-FM's (think/rethink/answer with boxes, Qwen2.5-VL only).
+ProtocolName = Literal["mmad", "adfm"]
+PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
+#: `-M prompt` (protocol "mmad"): the task's own rendering, or MMAD's Qwen2.5-VL script's.
+PromptName = Literal["task", "mmad"]
+PROMPTS: tuple[str, ...] = get_args(PromptName)
 
 #: MMAD's instruction (the role of an industrial inspector checking products in images; judge
 #: whether the query image shows a defect and answer the question; answer with the option's
@@ -126,7 +131,7 @@ class MMADPrompting:
     def interpret(self, query: Query, text: str, *, truncated: bool = False, **_: Any) -> Response:
         letter, status = parse_option(text, query.options)
         meta: dict[str, Any] = {}
-        if status != PARSED:
+        if status != ParseStatus.PARSED:
             meta["parse_problems"] = ["no option letter or option text found in the reply"] + (
                 ["generation stopped at max_new_tokens"] if truncated else [])
         if truncated:
@@ -189,7 +194,8 @@ class MMADScriptPrompting(MMADPrompting):
             problems.append("generation stopped at max_new_tokens")
         if problems:
             meta["parse_problems"] = problems
-        return Response(text=text, answer=letter, parse_status=PARSED if letter else UNPARSED, meta=meta)
+        status = ParseStatus.PARSED if letter else ParseStatus.UNPARSED
+        return Response(text=text, answer=letter, parse_status=status, meta=meta)
 
     def template_kwargs(self) -> dict[str, Any]:
         # Qwen2-VL/2.5-VL templates then write "Picture N: " before the Nth image, as in the
@@ -268,7 +274,7 @@ class ADFMPrompting:
             answer=parsed.decision,
             boxes=boxes,
             stages=dict(parsed.stages),
-            parse_status=PARSED if parsed.ok else UNPARSED,
+            parse_status=ParseStatus.PARSED if parsed.ok else ParseStatus.UNPARSED,
             meta=meta,
         )
 
@@ -283,11 +289,11 @@ class ADFMPrompting:
                 "parser": "adbench.models.adfm_protocol.parse_reply"}
 
 
-def make_prompting(protocol: str, stages: str = proto.MULTI_STAGE, prompt: str = "task",
+def make_prompting(protocol: ProtocolName, stages: str = proto.MULTI_STAGE, prompt: PromptName = "task",
                    question_id: bool = False, instruction_file: str | None = None) -> MMADPrompting | ADFMPrompting:
     """The prompting style of `-M protocol` / `-M prompt`; the instruction file is read here, before any model loads."""
-    if protocol not in ("mmad", "adfm"):
-        raise ArgumentError(f"protocol must be 'mmad' or 'adfm', got {protocol!r}")
+    if protocol not in PROTOCOLS:  # -M values are checked by their Literal type; Python callers here
+        raise ArgumentError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if prompt not in PROMPTS:
         raise ArgumentError(f"-M prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}")
     if prompt == "mmad":

@@ -31,12 +31,9 @@ import numpy as np
 
 from adbench.errors import UserError
 from adbench.results.verdicts import Verdicts
-from adbench.schema import Record
+from adbench.schema import ANOMALY_DETECTION, MMAD_POOLED, Record
 
-ANOMALY_DETECTION = "Anomaly Detection"
 METRICS = ("strict", "mmad")
-#: MMAD's summary pools these question types into one.
-MMAD_POOLED = {"Object Structure": "Object Analysis", "Object Details": "Object Analysis"}
 
 #: The counts of a cell, in this order.
 FIELDS = ("n", "correct", "kept", "correct_mmad", "decided")

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 from adbench.errors import UserError
-from adbench.results.engine import ANOMALY_DETECTION, NO_FIGURE, Mean, Node, Plan
+from adbench.results.engine import NO_FIGURE, Mean, Node, Plan
+from adbench.schema import ANOMALY_DETECTION, MMAD_POOLED, OBJECT_ANALYSIS, QUESTION_TYPES
 
 AVERAGE = "Avg."
-AD = ANOMALY_DETECTION
 MMAD_DATASETS = ("MVTec", "VisA", "MVTec-LOCO", "GoodsAD")
 
 #: Dataset names as runs report them (the first path component of MMAD's index, or a
@@ -52,11 +52,11 @@ DATASET_NAMES: dict[str, tuple[str, ...]] = {
     "DAGM": ("DAGM", "DAGM2007", "DAGM-2007"),
 }
 
-#: MMAD's summary merges these question types into one "Object Analysis" column.
-OBJECT_ANALYSIS = ("Object Structure", "Object Details", "Object Analysis")
+#: The question types of the "Object Analysis" column: MMAD's two pooled ones, and the pooled name
+#: itself (a task that merged them records that).
+OBJECT_ANALYSIS_TYPES = (*MMAD_POOLED, OBJECT_ANALYSIS)
 #: Question types in MMAD's order (the `qtypes` layout's column order; others follow by name).
-QTYPE_ORDER = (AD, "Defect Classification", "Defect Localization", "Defect Description", "Defect Analysis",
-               "Object Classification", *OBJECT_ANALYSIS)
+QTYPE_ORDER = (*QUESTION_TYPES, OBJECT_ANALYSIS)
 
 
 class LayoutError(UserError):
@@ -89,17 +89,13 @@ class Layout:
 
 
 def _dataset_columns(names: Sequence[str]) -> tuple[Column, ...]:
-    return tuple(Column(n, DATASET_NAMES[n], (AD,)) for n in names)
+    return tuple(Column(n, DATASET_NAMES[n], (ANOMALY_DETECTION,)) for n in names)
 
 
-_TABLE3_TYPES = (
-    "Defect Classification",
-    "Defect Localization",
-    "Defect Description",
-    "Defect Analysis",
-    "Object Classification",
-)
-_TABLE3_COLUMNS = tuple(Column(q, None, (q,)) for q in _TABLE3_TYPES) + (Column("Object Analysis", None, OBJECT_ANALYSIS),)
+#: Table 3: MMAD's question types but Anomaly Detection and the two it pools, then the pooled column.
+_TABLE3_TYPES = tuple(q for q in QUESTION_TYPES if q != ANOMALY_DETECTION and q not in MMAD_POOLED)
+_TABLE3_COLUMNS = tuple(Column(q, None, (q,)) for q in _TABLE3_TYPES) + (
+    Column(OBJECT_ANALYSIS, None, OBJECT_ANALYSIS_TYPES),)
 
 LAYOUTS: dict[str, Layout] = {
     "table1": Layout("table1", "Multi-domain anomaly detection (binary accuracy %)",
@@ -111,7 +107,8 @@ LAYOUTS: dict[str, Layout] = {
     "table4": Layout("table4", "Ablation of rewards and reasoning (binary accuracy %)",
                      _dataset_columns(MMAD_DATASETS), ("Reward r_acc", "Reasoning"), "table4"),
     "mmad": Layout("mmad", "MMAD summary: every question type (accuracy % averaged over datasets)",
-                   (Column(AD, None, (AD,)), *_TABLE3_COLUMNS), ("Scale",), "mmad", by_dataset=False),
+                   (Column(ANOMALY_DETECTION, None, (ANOMALY_DETECTION,)), *_TABLE3_COLUMNS), ("Scale",), "mmad",
+                   by_dataset=False),
 }
 #: Layouts whose columns come from the runs shown.
 RUN_LAYOUTS = ("datasets", "categories", "qtypes")
@@ -175,7 +172,7 @@ def _column_node(col: Column, plan: Plan, datasets: list[str], score_based: bool
     qtypes = col.qtypes
     if score_based and qtypes is not None:
         # a score-based model answers the Anomaly Detection question only: its dataset figure
-        if AD not in qtypes:
+        if ANOMALY_DETECTION not in qtypes:
             return NO_FIGURE
         qtypes = None
     if col.category is not None:

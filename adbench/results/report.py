@@ -43,7 +43,7 @@ from adbench.results.scoring import judge_like
 from adbench.results.status import run_status
 from adbench.results.verdicts import threshold_of
 from adbench.results.writer import format_percent
-from adbench.schema import Record
+from adbench.schema import Box, Record
 from adbench.store import RunStore, StoreError
 
 REPORT_NAME = "report.html"
@@ -120,11 +120,8 @@ def _questions(config: dict[str, Any], records: Sequence[Record]) -> tuple[dict[
 
 
 def _boxes(items: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    out = []
-    for b in items:
-        x1, y1, x2, y2 = (float(v) for v in b["bbox"])
-        out.append([x1, y1, x2, y2, str(b.get("label", ""))])
-    return out
+    """A Record's stored boxes (`Box.to_dict()`s) as the page draws them: [x1, y1, x2, y2, label]."""
+    return [[*b.as_tuple(), b.label] for b in map(Box.from_dict, items)]
 
 
 def report_data(run_dir: Path, *, thumb: int = 256) -> dict[str, Any]:

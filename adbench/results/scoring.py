@@ -31,9 +31,8 @@ from typing import Any
 from adbench import __version__
 from adbench.errors import UserError
 from adbench.metrics import MetricError, auroc
-from adbench.model import GENERATIVE, SCORE
+from adbench.model import OutputKind, declared_output
 from adbench.results.engine import (
-    ANOMALY_DETECTION,
     FIELDS,
     KEPT,
     Cells,
@@ -45,7 +44,7 @@ from adbench.results.engine import (
     value,
 )
 from adbench.results.verdicts import Judgement, Verdicts, finite_score, judge
-from adbench.schema import Record
+from adbench.schema import ANOMALY_DETECTION, Record
 
 
 def variant_cells(j: Judgement) -> dict[str, Cells]:
@@ -141,7 +140,7 @@ def figures(j: Judgement) -> dict[str, Any]:
 
 
 def score_records(records: Sequence[Record], threshold: str | float = "calibrated",
-                  kind: str | None = None) -> dict[str, Any]:
+                  kind: OutputKind | None = None) -> dict[str, Any]:
     """results.json's figures of a run's Records (`scored_by` says how they were judged).
 
     kind: the adapter's declared output (config.json `model_output`); None for a run
@@ -161,8 +160,9 @@ def _git() -> str | None:
 def records_hash(records: Sequence[Record]) -> str:
     """A hash of what scoring reads of each record (order-free): tells whether results.json is of these records."""
     h = hashlib.sha256()
-    for row in sorted(repr((r.id, r.role, r.dataset, r.category, r.qtype, r.label, r.gold, r.text, r.answer,
-                            r.score, r.correct, r.error, r.parse_status, sorted(r.options.items())))
+    # str(): the enums' plain text, so the hash of a run's records is what it was before they were enums
+    for row in sorted(repr((r.id, str(r.role), r.dataset, r.category, r.qtype, r.label, r.gold, r.text, r.answer,
+                            r.score, r.correct, r.error, str(r.parse_status), sorted(r.options.items())))
                       for r in records):
         h.update(row.encode("utf-8", "surrogatepass") + b"\n")
     return h.hexdigest()
@@ -187,7 +187,8 @@ def require_mmad_figures(results: dict[str, Any]) -> None:
 
 def judge_like(results: dict[str, Any], records: Sequence[Record]) -> Judgement:
     """Judge `records` as they were judged for `results`: its model kind and threshold rule."""
-    kind = (results.get("scored_by") or {}).get("model_output") or (SCORE if "rules" in results else GENERATIVE)
+    scored_as = OutputKind.SCORE if "rules" in results else OutputKind.GENERATIVE
+    kind = declared_output((results.get("scored_by") or {}).get("model_output")) or scored_as
     threshold: str | float = results.get("threshold_rule", "calibrated")
     if threshold == "fixed":  # a number given as -T threshold= (any other headline keeps the default fixed rule)
         threshold = float(results["rules"]["fixed"]["thresholds"]["all"])

@@ -41,8 +41,8 @@ import numpy as np
 from adbench.answers import MMAD_LETTERS, mmad_answer
 from adbench.errors import UserError
 from adbench.metrics import MetricError, calibrated_threshold, decide, youden_threshold
-from adbench.model import GENERATIVE, SCORE
-from adbench.schema import Record
+from adbench.model import OutputKind
+from adbench.schema import Record, Role
 
 #: The headline decision rules for score-based models (`-T threshold=`; a number is the fixed threshold).
 ThresholdRule = Literal["calibrated", "youden", "fixed"]
@@ -78,7 +78,7 @@ class Judgement:
 
     records: list[Record]  # evaluated records (calibration records are not evaluated)
     calibration: list[Record]
-    kind: str  # GENERATIVE ("text") or SCORE ("score")
+    kind: OutputKind
     kind_from: str  # KIND_FROM_CONFIG or KIND_FROM_RECORDS
     headline: str  # the variant results.json's `metrics` show: ANSWERS or the threshold rule
     variants: dict[str, Verdicts]
@@ -86,20 +86,20 @@ class Judgement:
 
     @property
     def score_based(self) -> bool:
-        return self.kind == SCORE
+        return self.kind == OutputKind.SCORE
 
 
 def finite_score(r: Record) -> bool:
     return r.error is None and r.score is not None and math.isfinite(r.score)
 
 
-def model_kind(records: Sequence[Record], declared: str | None = None) -> tuple[str, str]:
+def model_kind(records: Sequence[Record], declared: OutputKind | None = None) -> tuple[OutputKind, str]:
     """(kind, where it came from): the adapter's declared output, else the records' evidence (old runs)."""
-    if declared in (GENERATIVE, SCORE):
+    if declared is not None:
         return declared, KIND_FROM_CONFIG
     answered = [r for r in records if r.error is None]
     evidence = bool(answered) and all(r.score is not None and r.answer is None for r in answered)
-    return (SCORE if evidence else GENERATIVE), KIND_FROM_RECORDS
+    return (OutputKind.SCORE if evidence else OutputKind.GENERATIVE), KIND_FROM_RECORDS
 
 
 def threshold_rule(threshold: str | float) -> tuple[str, float]:
@@ -185,17 +185,18 @@ def threshold_rules(evals: Sequence[Record], calibration: Sequence[Record], fixe
     }
 
 
-def judge(records: Sequence[Record], kind: str | None = None, threshold: str | float = "calibrated") -> Judgement:
+def judge(records: Sequence[Record], kind: OutputKind | None = None,
+          threshold: str | float = "calibrated") -> Judgement:
     """Judge a run's Records: calibration records apart, one set of verdicts per variant.
 
     kind: the adapter's declared output (config.json `model_output`); None for a run
     recorded before it was written (then the records decide). threshold: the headline
     rule of a score-based model (a rule name or the fixed threshold).
     """
-    evals = [r for r in records if r.role != "calibration"]
-    calibration = [r for r in records if r.role == "calibration"]
+    evals = [r for r in records if r.role != Role.CALIBRATION]
+    calibration = [r for r in records if r.role == Role.CALIBRATION]
     kind, kind_from = model_kind(evals, kind)
-    if kind != SCORE:
+    if kind != OutputKind.SCORE:
         return Judgement(evals, calibration, kind, kind_from, ANSWERS, {ANSWERS: _answer_verdicts(evals)})
     rule, fixed = threshold_rule(threshold)
     return Judgement(evals, calibration, kind, kind_from, rule, threshold_rules(evals, calibration, fixed), fixed)

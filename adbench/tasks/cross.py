@@ -24,8 +24,8 @@ from adbench.data.catalog import dataset_dir, spec
 from adbench.data.layout import draw_references
 from adbench.data.paths import DataError
 from adbench.data.pseudo_boxes import DEFAULT_KERNEL, DEFAULT_MIN_AREA
-from adbench.schema import Sample
-from adbench.task import ANOMALY_DETECTION, Threshold
+from adbench.schema import ANOMALY_DETECTION, Sample
+from adbench.task import Threshold
 from adbench.tasks.common import SuiteTask, warn_problems
 
 DATASETS = ("VisA", "MPDD", "DTD", "DAGM")

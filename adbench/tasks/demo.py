@@ -14,8 +14,8 @@ from typing import Any
 
 from adbench.data.demo import ensure_demo
 from adbench.data.split import TRAIN_FRACTION
-from adbench.schema import Sample
-from adbench.task import ANOMALY_DETECTION, Template, Threshold
+from adbench.schema import ANOMALY_DETECTION, Sample
+from adbench.task import Template, Threshold
 from adbench.tasks.mmad import MMADTask, Part
 
 DEMO_FOLDER = "demo"

@@ -27,14 +27,13 @@ from adbench.data.mmad import INDEX_NAME, read_mmad
 from adbench.data.paths import DataError
 from adbench.data.pseudo_boxes import DEFAULT_KERNEL, DEFAULT_MIN_AREA
 from adbench.data.split import TRAIN_FRACTION, Split, load_split, make_split, units_of
-from adbench.schema import Sample
-from adbench.task import ANOMALY_DETECTION, Template, Threshold
+from adbench.schema import ANOMALY_DETECTION, MMAD_POOLED, Sample
+from adbench.task import Template, Threshold
 from adbench.tasks.common import SuiteTask
 
 #: `-T split=`: the paper's eval side (default), its train side, or every image.
 Part = Literal["eval", "train", "all"]
 PARTS: tuple[str, ...] = get_args(Part)
-OBJECT_ANALYSIS = {"Object Structure": "Object Analysis", "Object Details": "Object Analysis"}
 
 
 class MMADTask(SuiteTask):
@@ -75,7 +74,7 @@ class MMADTask(SuiteTask):
         if self.part == "all":
             return samples
         keep = self.split.train if self.part == "train" else self.split.eval
-        return [s for s in samples if s.meta["key"] in keep]
+        return [s for s in samples if s.key in keep]
 
 
 def _make(name: str, description: str, *, shots: int, template: Template, split: Part, datasets: str | None,
@@ -106,7 +105,7 @@ def multitask(shots: int = 1, template: Template = "random", split: Part = "eval
     """MMAD's other question types, Object Structure + Details merged into Object Analysis (Table 3)."""
     args = dict(locals())
     return _make("mmad-multitask", "MMAD defect and object questions (Table 3)",
-                 exclude_qtypes=[ANOMALY_DETECTION], merge_qtypes=OBJECT_ANALYSIS, args=args, **args)
+                 exclude_qtypes=[ANOMALY_DETECTION], merge_qtypes=MMAD_POOLED, args=args, **args)
 
 
 def all_questions(shots: int = 1, template: Template = "random", split: Part = "eval", datasets: str | None = None,
@@ -115,4 +114,4 @@ def all_questions(shots: int = 1, template: Template = "random", split: Part = "
                   box_kernel: int = DEFAULT_KERNEL, box_min_area: int = DEFAULT_MIN_AREA) -> MMADTask:
     """Every MMAD question type (Object Structure + Details merged into Object Analysis)."""
     args = dict(locals())
-    return _make("mmad", "MMAD, all question types", merge_qtypes=OBJECT_ANALYSIS, args=args, **args)
+    return _make("mmad", "MMAD, all question types", merge_qtypes=MMAD_POOLED, args=args, **args)

@@ -12,9 +12,10 @@ built through the registry, normally `-T split=train`):
     gold         the gold option letter
     options      the options as JSON text (letter -> text; JSON keeps any letter set intact)
     stages       "multi" or "one" (which tags the format reward expects)
-    gt_boxes     pseudo ground-truth boxes [x1, y1, x2, y2] in the MODEL-INPUT frame of the
-                 query image (what the model writes), from the mask via
-                 `adbench.data.pseudo_boxes` and `qwen_frame.to_model_frame`
+    gt_boxes     pseudo ground-truth boxes in the MODEL-INPUT frame of the query image (what the
+                 model writes), from the mask via `adbench.data.pseudo_boxes` and
+                 `qwen_frame.to_model_frame`; each as `Box.to_dict()`, {"bbox": [x1, y1, x2, y2],
+                 "label": defect}, the form every stored box of adbench has
     input_size   [width, height] of the query image as the model sees it
     image_size   [width, height] of the original query image
     id, dataset, category, defect
@@ -38,7 +39,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -49,7 +50,8 @@ from adbench.images import file_sha1, image_size, load_image
 from adbench.models import adfm_protocol as proto
 from adbench.models.qwen_frame import model_input_size, to_model_frame
 from adbench.runner import stratified_subset
-from adbench.schema import ANOMALOUS, NORMAL, Sample
+from adbench.schema import ANOMALOUS, NORMAL, Box, Sample
+from adbench.task import Task
 
 #: Folder (inside a training run's output) of the images resized to the model input.
 MODEL_INPUT_IMAGES = "model-input-images"
@@ -62,12 +64,38 @@ class TrainingDataError(UserError):
     """Training samples that cannot be used; the message names the sample or the task."""
 
 
+@runtime_checkable
+class TrainingTask(Task, Protocol):
+    """What training (and `adbench variance`) read of a task beyond `Task`; `QuestionTask` has it all.
+
+    Not part of `Task`: the runner needs none of it.
+    """
+
+    args: dict[str, Any]  # its -T arguments (the adapter's metadata records them)
+    split_info: dict[str, Any]  # which images it keeps (the metadata records the split's hash)
+    box_params: BoxParams | None  # pseudo-box extraction parameters; None: the defaults
+
+
+#: TrainingTask's members beyond Task's, for the message about a task that lacks some.
+TRAINING_MEMBERS = ("args", "split_info", "box_params")
+
+
+def make_training_task(name: str, args: dict[str, Any] | None = None) -> TrainingTask:
+    """The task `name` (-T `args`) built through the registry, refused unless training can use it."""
+    task = registry.make_task(name, **(args or {}))
+    if not isinstance(task, TrainingTask):
+        missing = [m for m in TRAINING_MEMBERS if not hasattr(task, m)]
+        raise TrainingDataError(f"task {name!r} cannot be trained on: it has no {', '.join(missing)} "
+                                "(build it as a QuestionTask)")
+    return task
+
+
 @dataclass
 class TrainingSamples:
     """The Samples a recipe trains on, with what the metadata records about them."""
 
     samples: list[Sample]
-    task: Any
+    task: TrainingTask
     split: dict[str, Any] = field(default_factory=dict)
     box_errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -75,7 +103,7 @@ class TrainingSamples:
         n_anom = sum(1 for s in self.samples if s.label == ANOMALOUS)
         return {
             "task": self.task.name,
-            "task_args": dict(getattr(self.task, "args", {}) or {}),
+            "task_args": dict(self.task.args or {}),
             "split": self.split,
             "split_hash": self.split.get("hash"),
             "n_samples": len(self.samples),
@@ -94,7 +122,7 @@ def load_training_samples(recipe: dict[str, Any], data_root: Path) -> TrainingSa
     are an error: the rewards need it.
     """
     data = recipe["data"]
-    task = registry.make_task(data["task"], **(data.get("task_args") or {}))
+    task = make_training_task(data["task"], data.get("task_args"))
     samples = task.samples(Path(data_root))
     if not samples:
         raise TrainingDataError(f"task {data['task']!r} found no training samples under {data_root}")
@@ -103,9 +131,8 @@ def load_training_samples(recipe: dict[str, Any], data_root: Path) -> TrainingSa
         raise TrainingDataError(f"{len(unlabeled)} sample(s) of {data['task']!r} have no label, e.g. {unlabeled[0]}")
     if data.get("limit"):
         samples = stratified_subset(samples, int(data["limit"]), int(data.get("seed", 0)))
-    params = getattr(task, "box_params", None) or BoxParams()
-    errors = attach_boxes(samples, BoxCache(default_cache_dir(Path(data_root)), params))
-    split = dict(getattr(task, "split_info", {}) or {})
+    errors = attach_boxes(samples, BoxCache(default_cache_dir(Path(data_root)), task.box_params or BoxParams()))
+    split = dict(task.split_info or {})
     return TrainingSamples(samples, task, split, errors)
 
 
@@ -163,7 +190,7 @@ def model_input_image(path: str, min_pixels: int, max_pixels: int, image_dir: Pa
     return str(out)
 
 
-def sample_row(task: Any, s: Sample, stages: str, min_pixels: int, max_pixels: int,
+def sample_row(task: Task, s: Sample, stages: str, min_pixels: int, max_pixels: int,
                image_dir: Path | None = None) -> dict[str, Any]:
     """One dataset row for a Sample (see the module docstring for the columns)."""
     query = task.render(s)
@@ -181,7 +208,7 @@ def sample_row(task: Any, s: Sample, stages: str, min_pixels: int, max_pixels: i
         "gold": s.gold,
         "options": json.dumps(s.options),
         "stages": stages,
-        "gt_boxes": [[b.x1, b.y1, b.x2, b.y2] for b in boxes],
+        "gt_boxes": [b.to_dict() for b in boxes],
         "input_size": list(input_size),
         "image_size": list(original),
         "dataset": s.dataset,
@@ -195,9 +222,10 @@ def features() -> Any:
 
     text = Value("string")
     message = {"role": text, "content": List({"type": text, "text": text})}
+    box = {"bbox": List(Value("float64")), "label": text}  # Box.to_dict()
     return Features({
         "id": text, "prompt": List(message), "images": List(Image(mode="RGB")), "label": Value("int64"),
-        "gold": text, "options": text, "stages": text, "gt_boxes": List(List(Value("float64"))),
+        "gold": text, "options": text, "stages": text, "gt_boxes": List(box),
         "input_size": List(Value("int64")), "image_size": List(Value("int64")), "dataset": text,
         "category": text, "defect": text,
     })
@@ -219,9 +247,7 @@ def build_grpo_dataset(recipe: dict[str, Any], training: TrainingSamples, image_
 
 def ideal_completion(row: dict[str, Any]) -> str:
     """The SFT warm-up target for a row: `render_response` on its model-frame GT boxes."""
-    from adbench.schema import Box
-
-    boxes = [Box(*b, label=row["defect"]) for b in row["gt_boxes"]]
+    boxes = [Box.from_dict(b) for b in row["gt_boxes"]]
     return proto.render_response(boxes, row["label"], json.loads(row["options"]), row["stages"], row["defect"])
 
 

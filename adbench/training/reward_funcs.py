@@ -10,7 +10,8 @@ Components (the recipe's `rewards.components`):
 - format: `rewards.format_reward` (paper: 0/1 protocol check; released: graded).
 - cls:    `rewards.classification_reward` on the parsed <answer> against `gold`.
 - loc:    `rewards.localization_reward` on the <think> boxes against `gt_boxes`
-          (both in the model-input frame), alpha * r_count included (Eq. 4-6).
+          (both in the model-input frame; the column holds `Box.to_dict()`s, read back
+          here with `Box.from_dict`), alpha * r_count included (Eq. 4-6).
 - count:  the count-only ablation: `count_reward(m, n)` for anomalous samples,
           `focus_reward(m)` for normal ones (the same r_focus the loc reward uses), and 0
           for an anomalous sample without GT boxes (its count cannot be judged).
@@ -30,7 +31,7 @@ import numpy as np
 
 from adbench.errors import UserError
 from adbench.models import adfm_protocol as proto
-from adbench.schema import ANOMALOUS
+from adbench.schema import ANOMALOUS, Box
 from adbench.training.rewards import (
     DEFAULT_ALPHA,
     classification_reward,
@@ -111,14 +112,15 @@ def make_cls(variant: str = "paper") -> RewardFunc:
     return r_cls
 
 
-def _boxes_and_gt(kwargs: dict[str, Any], completions: Sequence[Any]) -> list[tuple[list, list, bool]]:
+def _boxes_and_gt(kwargs: dict[str, Any], completions: Sequence[Any]) -> list[tuple[list[Box], list[Box], bool]]:
+    """(predicted boxes, GT boxes, anomalous?) per completion, the boxes as Boxes in the model-input frame."""
     n = len(completions)
     cols = ("label", "gt_boxes", "options", "stages", "input_size")
     labels, gts, opts, stages, frames = (_column(kwargs, k, n) for k in cols)
     out = []
     for c, lab, gt, o, s, f in zip(completions, labels, gts, opts, stages, frames):
         p = _parsed(completion_text(c), as_options(o), s, _frame(f))
-        out.append(([b.as_tuple() for b in p.boxes], [tuple(b) for b in (gt or [])], int(lab) == ANOMALOUS))
+        out.append((list(p.boxes), [Box.from_dict(b) for b in (gt or [])], int(lab) == ANOMALOUS))
     return out
 
 

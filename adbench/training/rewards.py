@@ -25,8 +25,9 @@ Two variants:
   sample without GT boxes gets r_focus like a normal one; r_cls gives 0.8 when the
   gold answer is contained in a short (<= 10 characters) answer.
 
-All boxes are (x1, y1, x2, y2) in one coordinate frame (the model-input frame during
-training). Degenerate predicted boxes (inverted, zero area) are repaired by
+All boxes are `Box`es in one coordinate frame (the model-input frame during training;
+the TRL reward functions of `reward_funcs` read the dataset's stored boxes with
+`Box.from_dict`). Degenerate predicted boxes (inverted, zero area) are repaired by
 `adbench.boxes.sanitize` and never produce NaN.
 """
 
@@ -45,24 +46,9 @@ from adbench.schema import Box
 VARIANTS = ("paper", "released")
 DEFAULT_ALPHA = 0.3
 
-BoxLike = Box | Sequence[float]
-
-
 def _check_variant(variant: str) -> None:
     if variant not in VARIANTS:
         raise UserError(f"unknown reward variant {variant!r}: use one of {', '.join(VARIANTS)}")
-
-
-def as_boxes(boxes: Sequence[BoxLike]) -> list[Box]:
-    """Accept Box objects or (x1, y1, x2, y2) sequences (dataset columns hold plain lists)."""
-    out = []
-    for b in boxes:
-        if isinstance(b, Box):
-            out.append(b)
-        else:
-            x1, y1, x2, y2 = (float(v) for v in list(b)[:4])
-            out.append(Box(x1, y1, x2, y2))
-    return out
 
 
 def count_reward(m: int, n: int) -> float:
@@ -76,15 +62,15 @@ def focus_reward(m: int) -> float:
     return 0.0 if m == 0 else 0.5 if m == 1 else -0.1
 
 
-def mean_matched_giou(pred: Sequence[BoxLike], gt: Sequence[BoxLike]) -> float:
+def mean_matched_giou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
     """Mean GIoU over the Hungarian matching on 1 - GIoU; 0 when either side is empty."""
-    pairs = match_boxes(as_boxes(pred), as_boxes(gt))
+    pairs = match_boxes(pred, gt)
     return float(np.mean([g for _, _, g in pairs])) if pairs else 0.0
 
 
 def localization_reward(
-    pred_boxes: Sequence[BoxLike],
-    gt_boxes: Sequence[BoxLike],
+    pred_boxes: Sequence[Box],
+    gt_boxes: Sequence[Box],
     is_anomalous: bool,
     alpha: float = DEFAULT_ALPHA,
     variant: str = "paper",
@@ -100,7 +86,7 @@ def localization_reward(
         if m == 0:
             return 0.0
         # the release averages GIoU over all m predictions, an unmatched one counting 0
-        pairs = match_boxes(as_boxes(pred_boxes), as_boxes(gt_boxes))
+        pairs = match_boxes(pred_boxes, gt_boxes)
         r = sum(g for _, _, g in pairs) / m + alpha * count_reward(m, n)
         return float(min(max((r + 0.5) / 1.5, 0.0), 1.0))
     if n == 0:

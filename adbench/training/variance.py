@@ -34,9 +34,11 @@ from typing import Any
 from adbench import registry
 from adbench.data.pseudo_boxes import BoxCache, BoxParams, attach_boxes, default_cache_dir
 from adbench.errors import UserError
+from adbench.model import ModelAdapter, as_adapter
 from adbench.models.qwen_frame import to_model_frame
 from adbench.runner import stratified_subset
-from adbench.schema import ANOMALOUS, Box, Response, Sample
+from adbench.schema import ANOMALOUS, Box, Query, Response, Sample
+from adbench.training.grpo_data import make_training_task
 from adbench.training.reward_funcs import count_component
 from adbench.training.rewards import DEFAULT_ALPHA, classification_reward, localization_reward
 
@@ -105,7 +107,7 @@ def response_rewards(r: Response, s: Sample, variant: str = "paper", alpha: floa
     return {"binary": r_cls, "binary+count": r_cls + r_count, "binary+giou": r_cls + r_loc}
 
 
-def _predict(model: Any, queries: list[Any], batch_size: int) -> list[Response]:
+def _predict(model: ModelAdapter, queries: list[Query], batch_size: int) -> list[Response]:
     out: list[Response] = []
     for i in range(0, len(queries), batch_size):
         chunk = queries[i : i + batch_size]
@@ -141,26 +143,25 @@ def run_variance(
         raise UserError("adbench variance samples responses: drop -M do_sample=false")
     margs["do_sample"] = True
     root = (data_root or default_data_root()).expanduser().resolve()
-    task = registry.make_task(task_name, **(task_args or {}))
+    task = make_training_task(task_name, task_args)
     samples = stratified_subset(task.samples(root), limit, seed)
     if not samples:
         raise UserError(f"task {task_name!r} found no samples under {root}")
-    errors = attach_boxes(samples, BoxCache(default_cache_dir(root), getattr(task, "box_params", None) or BoxParams()))
+    errors = attach_boxes(samples, BoxCache(default_cache_dir(root), task.box_params or BoxParams()))
     # the rollout settings go where the adapter takes them and -M did not set them
-    model = registry.make_model(model_name, defaults={"seed": seed, **ROLLOUT_SAMPLING}, **margs)
-    if not hasattr(model, "seed"):
+    built = registry.make_model(model_name, defaults={"seed": seed, **ROLLOUT_SAMPLING}, **margs)
+    if not hasattr(built, "seed"):
         raise UserError(f"model {model_name!r} has no sampling seed; adbench variance needs a local sampling adapter")
+    model = as_adapter(built)  # the hooks (config, close); the seed is the adapter's own attribute
     sampling = {**used_sampling(model, margs), "seeds": [seed + k for k in range(n)]}
     queries = [task.render(s) for s in samples]
     rounds: list[list[Response]] = []
     try:
         for k in range(n):
-            model.seed = seed + k
+            built.seed = seed + k
             rounds.append(_predict(model, queries, batch_size))
     finally:
-        close = getattr(model, "close", None)
-        if callable(close):
-            close()
+        model.close()
     box_errors = dict(errors)
     images = []
     for i, s in enumerate(samples):
@@ -180,11 +181,10 @@ def run_variance(
     return report
 
 
-def used_sampling(model: Any, margs: dict[str, Any]) -> dict[str, Any]:
+def used_sampling(model: ModelAdapter, margs: dict[str, Any]) -> dict[str, Any]:
     """The sampling settings the adapter applies: its own `config()` (which resolves what the
     checkpoint's generation config leaves in force), else what it was given."""
-    config = getattr(model, "config", None)
-    cfg = (config() if callable(config) else {}).get("generation") or {}  # the resolved GenerationConfig
+    cfg = model.config().get("generation") or {}  # the resolved GenerationConfig
     return {k: cfg[k] if k in cfg else margs.get(k, ROLLOUT_SAMPLING.get(k)) for k in SAMPLING_KEYS}
 
 

@@ -50,7 +50,7 @@ from typing import Any
 from adbench.answers import parse_option
 from adbench.errors import UserError
 from adbench.images import ImageError
-from adbench.model import GENERATIVE, Model
+from adbench.model import Model, OutputKind
 from adbench.models.api.cache import KEY_VERSION, ResponseCache, default_cache_dir, request_key
 from adbench.models.api.images import ImageEncoding, content_hash, data_url
 from adbench.models.api.prices import Price, resolve_price
@@ -64,7 +64,7 @@ from adbench.models.api.retry import (
 )
 from adbench.models.generation import Generates
 from adbench.models.prompting import MMAD_INSTRUCTION, parse_flag, read_instruction
-from adbench.schema import UNPARSED, Query, Response
+from adbench.schema import ParseStatus, Query, Response
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -202,7 +202,7 @@ class OpenAIChatModel(Model, Generates):
     """Chat-completions adapter; the presets below fix `preset` (and so the default snapshot)."""
 
     name = "openai-compatible"
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
     preset: str | None = None  # a key of SNAPSHOTS, or None for an OpenAI-compatible server
     #: -M names this adapter used to take: an old command's error names the new one (adbench.registry)
     renamed_args = {"max_tokens": "max_new_tokens"}
@@ -494,7 +494,7 @@ class OpenAIChatModel(Model, Generates):
             info["reasked"] = [r["text"] for r in discarded]
         if reply["text"] is None:  # the model refused: a reply without an answer, not a failure
             info["refusal"] = reply["refusal"]
-            return Response(text="", answer=None, parse_status=UNPARSED, usage=usage, meta=info)
+            return Response(text="", answer=None, parse_status=ParseStatus.UNPARSED, usage=usage, meta=info)
         letter, status = parse_option(reply["text"], query.options)
         return Response(text=reply["text"], answer=letter, parse_status=status, usage=usage, meta=info)
 

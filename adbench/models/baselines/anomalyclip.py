@@ -47,9 +47,10 @@ import torch
 from adbench.args import ArgumentError
 from adbench.errors import UserError
 from adbench.images import file_digest
-from adbench.model import SCORE, Model
+from adbench.model import Model, OutputKind
 from adbench.models.baselines import clip_common
 from adbench.models.baselines.backbones import load_state_dict
+from adbench.models.devices import resolve_device
 from adbench.models.weights import MissingWeightsError, UnsafeCheckpointError
 from adbench.schema import Query, Response
 
@@ -158,7 +159,7 @@ class AnomalyCLIPModel(Model):
     """
 
     name = "anomalyclip"
-    output = SCORE
+    output = OutputKind.SCORE
     score_is_probability = True
 
     def __init__(
@@ -195,7 +196,7 @@ class AnomalyCLIPModel(Model):
         self.n_ctx, self.depth, self.t_n_ctx = int(n_ctx), int(depth), int(t_n_ctx)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.device = clip_common.resolve_device(device)
+        self.device = resolve_device(device)
         # the checkpoint is read first: a wrong file fails before the big model is built
         state = read_checkpoint(self.checkpoint_path)
         self.clip, self.tokenizer, self._provenance = clip_common.build_clip(

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from adbench.data.layout import rank
-from adbench.model import GENERATIVE, Model
-from adbench.schema import PARSED, Query, Response
+from adbench.model import Model, OutputKind
+from adbench.schema import ParseStatus, Query, Response
 
 
 class ChanceModel(Model):
     name = "chance"
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = int(seed)
@@ -33,7 +33,7 @@ class ChanceModel(Model):
                 out.append(Response.failure(f"query {q.id} has no options to choose from"))
                 continue
             letter = self._pick(q)
-            out.append(Response(text=letter, answer=letter, parse_status=PARSED))
+            out.append(Response(text=letter, answer=letter, parse_status=ParseStatus.PARSED))
         return out
 
     def config(self) -> dict[str, Any]:

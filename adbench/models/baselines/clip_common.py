@@ -48,12 +48,6 @@ def path_key(path: str) -> str:
     return os.path.realpath(os.fspath(path))
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
 # --------------------------------------------------------------------------- building
 
 

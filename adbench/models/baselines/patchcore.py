@@ -38,8 +38,9 @@ from PIL import Image
 
 from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
-from adbench.model import SCORE, Model
+from adbench.model import Model, OutputKind
 from adbench.models.baselines.backbones import IMAGENET_MEAN, IMAGENET_STD, available, build_backbone
+from adbench.models.devices import resolve_device
 from adbench.schema import Query, Response
 
 CORESET_PROJECTION_DIM = 128  # random projection used to speed up the greedy coreset
@@ -109,7 +110,7 @@ class PatchCoreModel(Model):
     """
 
     name = "patchcore"
-    output = SCORE
+    output = OutputKind.SCORE
 
     def __init__(
         self,
@@ -134,9 +135,7 @@ class PatchCoreModel(Model):
             raise ArgumentError(f"batch_size must be >= 1, got {batch_size}")
         if feature_dim is not None and int(feature_dim) < 1:
             raise ArgumentError(f"feature_dim must be >= 1 or None, got {feature_dim}")
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.image_size = int(image_size)
         self.coreset = None if coreset is None else float(coreset)
         self.batch_size = int(batch_size)

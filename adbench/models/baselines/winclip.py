@@ -50,8 +50,9 @@ import torch
 import torch.nn.functional as F
 
 from adbench.args import ArgumentError
-from adbench.model import SCORE, Model
+from adbench.model import Model, OutputKind
 from adbench.models.baselines import clip_common
+from adbench.models.devices import resolve_device
 from adbench.schema import Query, Response
 
 NORMAL_STATES = (
@@ -167,7 +168,7 @@ class WinCLIPModel(Model):
     """
 
     name = "winclip"
-    output = SCORE
+    output = OutputKind.SCORE
     score_is_probability = True
 
     def __init__(
@@ -201,7 +202,7 @@ class WinCLIPModel(Model):
         self.batch_size = int(batch_size)
         self.window_batch = int(window_batch)
         self.seed = int(seed)
-        self.device = clip_common.resolve_device(device)
+        self.device = resolve_device(device)
         self.clip, self.tokenizer, self._provenance = clip_common.build_clip(
             model, weights=weights, pretrained=pretrained, seed=self.seed, device=self.device
         )

@@ -42,35 +42,31 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adbench.args import ArgumentError
 from adbench.images import ImageError, load_image
+from adbench.models.devices import resolve_device
 from adbench.models.engines.local import LocalVLM
 from adbench.models.generation import LOCAL_DEFAULTS, GenerationConfig, checkpoint_defaults
 from adbench.models.prompting import template_reads
 from adbench.models.weights import locate_pretrained
 from adbench.schema import Query, Response
 
+if TYPE_CHECKING:
+    import torch
+
 DTYPES = ("auto", "bfloat16", "float16", "float32", "float64")
 CACHES = ("dynamic", "static")
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def resolve_dtype(dtype: str, device: str) -> Any:
+def resolve_dtype(dtype: str, device: torch.device) -> Any:
     import torch
 
     if dtype not in DTYPES:
         raise ArgumentError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)
 
 
@@ -214,7 +210,7 @@ class HFVisionLanguageModel(LocalVLM):
             "backend": "transformers",
             **self._vision_ids(),
             "dtype": str(self.dtype).replace("torch.", ""),
-            "device": self.device,
+            "device": str(self.device),
             "attn_implementation": self.attn_implementation,
             "batch_size": self.batch_size,
             "cache": self.cache,
@@ -381,7 +377,7 @@ class HFVisionLanguageModel(LocalVLM):
             torch.manual_seed(g.seed)
         t = time.perf_counter()
         new = self._new_tokens(enc.inputs, enc.extra)
-        if self.device.startswith("cuda"):
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
         gen_s = time.perf_counter() - t
         prompt_tokens = enc.inputs["attention_mask"].sum(dim=1).tolist()

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from adbench.args import ArgumentError
-from adbench.model import GENERATIVE, Model
+from adbench.model import Model, OutputKind
 from adbench.models.generation import Generates
-from adbench.models.prompting import ADFMPrompting, MMADPrompting, make_prompting
+from adbench.models.prompting import ADFMPrompting, MMADPrompting, PromptName, ProtocolName, make_prompting
 from adbench.models.weights import check_adapter_folder
 
 
@@ -41,16 +41,16 @@ class LocalVLM(Model, Generates):
                            (Qwen2.5-VL-Instruct: 1, which makes sampling greedy; 0 turns it off)
     """
 
-    output = GENERATIVE
+    output = OutputKind.GENERATIVE
     family = "generic"
 
     def __init__(
         self,
         base: str,
         adapter: str | None = None,
-        protocol: str = "mmad",
+        protocol: ProtocolName = "mmad",
         stages: str = "multi",
-        prompt: str = "task",
+        prompt: PromptName = "task",
         question_id: bool = False,
         instruction_file: str | None = None,
         trust_remote_code: bool = False,

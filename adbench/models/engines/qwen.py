@@ -55,7 +55,7 @@ class QwenVLModel(HFVisionLanguageModel):
         self._decoder: Any = None
         self._decoder_lock = threading.Lock()
         super().__init__(base=base, compile=bool(compile), **kwargs)
-        on_gpu = self.device.startswith("cuda")
+        on_gpu = self.device.type == "cuda"
         self.engine = ("fast" if on_gpu else "generate") if engine == "auto" else engine
         if compile is None:
             self.compile = self.engine == "fast" and on_gpu
