@@ -63,6 +63,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    "samples asked (default 0.5) or a number of samples")
     p.add_argument("--no-retry-failed", action="store_true", help="on resume, do not ask transient failures again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="SECONDS",
+                   help="under torchrun / accelerate launch: how long a process waits for the others at a "
+                   "synchronisation point (model loading, one batch, scoring) before it fails (default 1800)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +174,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from adbench.distributed import DEFAULT_TIMEOUT_S
     from adbench.runner import DEFAULT_MAX_FAILED, RunSpec, run
 
     spec = RunSpec(
@@ -188,8 +192,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_cost=args.max_cost,
         max_failed=DEFAULT_MAX_FAILED if args.max_failed is None else args.max_failed,
         progress=not args.no_progress,
+        dist_timeout=DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout,
     )
     outcome = run(spec)
+    if not outcome.is_main:  # a multi-process run: rank 0 prints the summary; the others exit with the same status
+        return outcome.exit_code
     _print_summary(outcome.results)
     if outcome.failed_early is not None:
         print(f"adbench: error: the model failed its first queries, all with: {outcome.failed_early}\n"
@@ -409,12 +416,20 @@ COMMANDS = {
 }
 
 
+def _rank_prefix() -> str:
+    """'[rank R/N] ' in a process of a multi-process launch (each rank prints its own error), else ''."""
+    import os
+
+    size, rank = os.environ.get("WORLD_SIZE", ""), os.environ.get("RANK", "")
+    return f"[rank {rank}/{size}] " if size.isdigit() and int(size) > 1 and rank else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except UserError as e:  # a user's mistake: one line; anything else is a bug and keeps its traceback
-        print(f"adbench: error: {e}", file=sys.stderr)
+        print(f"adbench: error: {_rank_prefix()}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("adbench: interrupted; run the same command again to resume", file=sys.stderr)

@@ -16,10 +16,20 @@ How a run ends (`RunOutcome.exit_code`, the exit status of `adbench run`):
 Errors before or while writing (bad arguments, data, run files, disk full) are
 exceptions (RunError, StoreError, DataError), which `adbench` prints as one line and
 exits 2.
+
+Under torchrun / accelerate launch (`adbench.distributed`) the same command is one run
+in N processes: each loads the model onto its own device; rank 0 holds the run's lock,
+opens the session (resume, retries) and tells the others which samples are left; each
+rank answers its share of them (`distributed.shares`, balanced over the strata) into its
+own shard of samples.jsonl; after every batch the ranks sum their counts (progress on
+rank 0, the budget, an early stop on any rank stops all); at the end rank 0 folds the
+shards into samples.jsonl and scores, and every rank returns the same outcome. The run id
+does not depend on the number of processes, so any other number resumes the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
@@ -32,6 +42,7 @@ from typing import Any
 from adbench import registry
 from adbench.data.layout import rank
 from adbench.data.paths import DataError, resolve_data_root
+from adbench.distributed import DEFAULT_TIMEOUT_S, Group, World, describe_rank, shares
 from adbench.errors import UserError
 from adbench.images import ImageError, check_image
 from adbench.model import ModelAdapter, OutputKind, as_adapter, declared_output
@@ -103,6 +114,7 @@ class RunSpec:
     max_cost: float | None = None  # USD; checked before every batch (the first batch of a run is not known)
     max_failed: float = DEFAULT_MAX_FAILED  # a share of this session's samples (< 1) or a count
     progress: bool = True
+    dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a process waits for the others (multi-process runs)
 
     def check(self) -> None:
         """The arguments that can be refused before anything is read or written."""
@@ -112,6 +124,8 @@ class RunSpec:
             check_run_id(self.run_id)
         check_max_cost(self.max_cost)
         check_max_failed(self.max_failed)
+        if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
+            raise RunError(f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout:g}")
 
     def identity(self, data_root: Path, runtime_args: Sequence[str] = ()) -> dict[str, Any]:
         """What makes two runs the same run (and so the run id).
@@ -141,6 +155,7 @@ class RunOutcome:
     failed_early: str | None = None  # the one error the model's first queries all failed with (not recorded)
     max_failed: float = DEFAULT_MAX_FAILED
     warnings: list[str] = field(default_factory=list)
+    is_main: bool = True  # False on the other ranks of a multi-process run: rank 0 prints the summary
 
     @property
     def too_many_failed(self) -> bool:
@@ -153,6 +168,11 @@ class RunOutcome:
         if self.stopped is not None:
             return EXIT_BUDGET
         return EXIT_OK
+
+
+def stratum(s: Sample) -> tuple[Any, ...]:
+    """A sample's stratum: dataset, category, label, question type (the `--limit` subset and the ranks' shares)."""
+    return (s.dataset, s.category, s.label if s.label is not None else -1, s.qtype)
 
 
 def stratified_subset(samples: Sequence[Sample], n: int | None, seed: int) -> list[Sample]:
@@ -168,7 +188,7 @@ def stratified_subset(samples: Sequence[Sample], n: int | None, seed: int) -> li
         raise RunError(f"--limit must be positive, got {n}")
     strata: dict[tuple[Any, ...], list[Sample]] = defaultdict(list)
     for s in samples:
-        strata[(s.dataset, s.category, s.label if s.label is not None else -1, s.qtype)].append(s)
+        strata[stratum(s)].append(s)
     # Interleave the strata of different datasets (0th of each dataset, then 1st, ...), so
     # that a limit smaller than the number of strata still spreads over every dataset.
     by_dataset: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
@@ -258,16 +278,19 @@ class _Budget:
 
     The next batch's cost is estimated from the records already paid for (this
     session's and earlier sessions'); only a run's very first batch has no estimate.
+    In a multi-process run the figures are every rank's (summed after each batch), so
+    every rank takes the same decision.
     """
 
-    def __init__(self, max_cost: float | None, records: Sequence[Record]) -> None:
+    def __init__(self, max_cost: float | None, spent: float, n: int) -> None:
         self.max_cost = max_cost
-        self.spent = _cost(records)
-        self.n = len(records)
+        self.spent = spent
+        self.n = n
 
-    def add(self, records: Sequence[Record]) -> None:
-        self.spent += _cost(records)
-        self.n += len(records)
+    def add(self, cost: float, n: int) -> None:
+        """What the last batch (of every rank) cost, and how many records it made."""
+        self.spent += cost
+        self.n += n
 
     def stop_reason(self, n_next: int) -> str | None:
         if self.max_cost is None:
@@ -345,51 +368,93 @@ class _Session:
     stopped: str | None = None
     failed_early: str | None = None
 
+    @classmethod
+    def combine(cls, ranks: Sequence[dict[str, Any]]) -> _Session:
+        """The whole session from each rank's part (the first rank's reason to stop, in rank order)."""
+        return cls(sum(r["new_records"] for r in ranks), sum(r["new_failed"] for r in ranks),
+                   next((r["stopped"] for r in ranks if r["stopped"]), None),
+                   next((r["failed_early"] for r in ranks if r["failed_early"]), None))
+
+
+@dataclass
+class _Opened:
+    """What rank 0 found when it opened the session, for every rank."""
+
+    done: set[str]  # ids recorded and not to be asked again
+    spent: float  # their cost (the budget's starting point)
+
 
 def run(spec: RunSpec) -> RunOutcome:
     spec.check()
+    world = World.from_env()
     data_root = resolve_data_root(spec.data_root)
     random.seed(spec.seed)
     registry.check_model(spec.model)
-    task = registry.make_task(spec.task, **spec.task_args)
-    samples = task.samples(data_root)
-    if not samples:
-        raise RunError(f"task {spec.task!r} found no samples under {data_root}; see `adbench data check`")
-    samples = stratified_subset(samples, spec.limit, spec.seed)
-    ids = [s.id for s in samples]
-    if len(set(ids)) != len(ids):
-        raise RunError(f"task {spec.task!r} yields duplicate sample ids; a reader bug")
-    model = as_adapter(registry.make_model(spec.model, defaults={"seed": spec.seed}, **spec.model_args))
+    group = Group(world, spec.dist_timeout)  # before the model: on GPUs it picks this process's device
     try:
-        if model.output == OutputKind.SCORE:
-            samples += task.calibration_samples(data_root, samples)
-        return _run_model(spec, task, model, samples, data_root)
+        task = registry.make_task(spec.task, **spec.task_args)
+        samples = group.main_first(lambda: task.samples(data_root))  # rank 0 first: it may write caches
+        if not samples:
+            raise RunError(f"task {spec.task!r} found no samples under {data_root}; see `adbench data check`")
+        samples = stratified_subset(samples, spec.limit, spec.seed)
+        ids = [s.id for s in samples]
+        if len(set(ids)) != len(ids):
+            raise RunError(f"task {spec.task!r} yields duplicate sample ids; a reader bug")
+        model = as_adapter(registry.make_model(spec.model, defaults={"seed": spec.seed}, **spec.model_args))
+        try:
+            if model.output == OutputKind.SCORE:
+                samples += group.main_first(lambda: task.calibration_samples(data_root, samples))
+            return _run_model(spec, task, model, samples, data_root, group)
+        finally:
+            model.close()
     finally:
-        model.close()
+        group.close()
 
 
-def _run_model(spec: RunSpec, task: Task, model: ModelAdapter, samples: list[Sample], data_root: Path) -> RunOutcome:
-    identity = spec.identity(data_root, model.runtime_args)
+def _run_model(spec: RunSpec, task: Task, model: ModelAdapter, samples: list[Sample], data_root: Path,
+               group: Group) -> RunOutcome:
+    world = group.world
+    identity = spec.identity(data_root, model.runtime_args)  # the number of processes is not part of it
     run_id = spec.run_id or stable_hash(identity)[:12]
     store = RunStore(Path(spec.out) / spec.task / spec.model / run_id)
     budget = budget_terms(spec.max_cost, spec.model, model)
     warnings = [budget["note"]] if budget and not budget["enforced"] else []
-    for w in warnings:  # said before the run starts, not only in the summary after it
+    for w in warnings if world.is_main else ():  # said before the run starts, not only in the summary after it
         print(f"adbench: warning: {w}", file=sys.stderr)
-    with store.locked():
-        config = _config(spec, task, model, identity, run_id, samples, store)
-        existing = store.load_records()  # a damaged samples.jsonl is refused before config.json changes
-        if budget is not None:
-            config["sessions"][-1]["budget"] = budget
-        store.write_config(config)
+    config: dict[str, Any] = {}
+    with contextlib.ExitStack() as held:
+
+        def open_session() -> _Opened:  # rank 0, for every rank
+            held.enter_context(store.locked())  # held by rank 0 until the session ends
+            config.update(_config(spec, task, model, identity, run_id, samples, store))
+            existing = store.load_records()  # a damaged samples.jsonl is refused before config.json changes
+            config["sessions"][-1]["world_size"] = world.size
+            if budget is not None:
+                config["sessions"][-1]["budget"] = budget
+            store.write_config(config)
+            keep = [r for r in existing if not (spec.retry_failed and r.error is not None and r.retryable)]
+            if len(keep) != len(existing) or store.shards():  # retries dropped, a killed session's shards folded in
+                store.rewrite(keep)
+            return _Opened({r.id for r in keep}, _cost(keep))
+
+        opened = group.from_main(open_session)
         enforced = spec.max_cost if budget and budget["enforced"] else None
-        session = _execute(spec, task, model, samples, store, existing, enforced)
-        config["sessions"][-1].update(ended=now(), new_records=session.n_new, new_failed=session.n_failed,
-                                      stopped=session.stopped)
-        store.write_config(config)
-        results = score_run(store, task, config, samples=samples)
+        mine = _execute(spec, task, model, samples, store, opened, _Budget(enforced, opened.spent, len(opened.done)),
+                        group)
+        ranks = group.gather({**describe_rank(world), "new_records": mine.n_new, "new_failed": mine.n_failed,
+                              "stopped": mine.stopped, "failed_early": mine.failed_early})
+        session = _Session.combine(ranks)
+
+        def close_session() -> dict[str, Any]:  # rank 0, once every rank has written its share
+            store.fold_shards()
+            config["sessions"][-1].update(ended=now(), new_records=session.n_new, new_failed=session.n_failed,
+                                          stopped=session.stopped, ranks=ranks)
+            store.write_config(config)
+            return score_run(store, task, config, samples=samples)
+
+        results = group.from_main(close_session)
     return RunOutcome(store.dir, results, session.n_new, session.stopped, session.n_failed, session.failed_early,
-                      spec.max_failed, warnings)
+                      spec.max_failed, warnings, is_main=world.is_main)
 
 
 def _config(spec: RunSpec, task: Task, model: ModelAdapter, identity: dict[str, Any], run_id: str,
@@ -432,40 +497,49 @@ def _config(spec: RunSpec, task: Task, model: ModelAdapter, identity: dict[str, 
 
 
 def _execute(spec: RunSpec, task: Task, model: ModelAdapter, samples: list[Sample], store: RunStore,
-             existing: list[Record], max_cost: float | None) -> _Session:
-    keep = [r for r in existing if not (spec.retry_failed and r.error is not None and r.retryable)]
-    if len(keep) != len(existing):
-        store.rewrite(keep)
-    done = {r.id for r in keep}
-    pending = [s for s in samples if s.id not in done]
+             opened: _Opened, budget: _Budget, group: Group) -> _Session:
+    """This rank's share of the samples left, batch by batch; the ranks sum their counts after every batch."""
+    world = group.world
+    pending = [s for s in samples if s.id not in opened.done]
+    # every rank computes every rank's share (the same on all of them): no rank gets all of one stratum
+    shared = shares(pending, world.size, key=lambda s: (str(s.role), *stratum(s))) if world.size > 1 else [pending]
+    mine = shared[world.rank]
+    size = spec.batch_size
+    steps = max(math.ceil(len(share) / size) for share in shared)
+    shard = world.rank if world.size > 1 else None  # one process writes samples.jsonl itself
     checker = _ImageChecker()
-    budget = _Budget(max_cost, keep)
     first = _FirstAnswers()
     session = _Session()
 
     def write(records: list[Record]) -> None:
-        store.append(records)
+        store.append(records, rank=shard)
         session.n_new += len(records)
         session.n_failed += sum(r.failed for r in records)
 
-    bar = _progress(spec, total=len(samples), initial=len(samples) - len(pending))
+    bar = _progress(spec, total=len(samples), initial=len(samples) - len(pending)) if world.is_main else None
     try:
-        for start in range(0, len(pending), spec.batch_size):
-            batch = pending[start : start + spec.batch_size]
-            session.stopped = budget.stop_reason(len(batch))
+        for step in range(steps):
+            batch = mine[step * size : (step + 1) * size]
+            # the same decision on every rank: the budget's figures and the next batches' sizes are global
+            session.stopped = budget.stop_reason(sum(len(s[step * size : (step + 1) * size]) for s in shared))
             if session.stopped:
                 break
-            records, asked = _process(task, model, batch, checker)
-            budget.add(records)
-            write(first.add(records, asked))
-            if first.error is not None:
-                session.failed_early = first.error
-                session.stopped = (f"the model failed its first {len(first.answers)} queries, all with the "
-                                   f"same error (not recorded): {first.error}")
+            records: list[Record] = []
+            if batch:
+                records, asked = _process(task, model, batch, checker)
+                write(first.add(records, asked))
+                if first.error is not None:
+                    session.failed_early = first.error
+                    session.stopped = (f"the model failed its first {len(first.answers)} queries, all with the "
+                                       f"same error (not recorded): {first.error}")
+            n, failed, cost, stopping = group.sum([len(records), sum(r.failed for r in records), _cost(records),
+                                                   session.stopped is not None])
+            budget.add(cost, int(n))
+            if stopping:  # this rank's model failed from the start, or another rank's did
                 break
             if bar is not None:
-                bar.update(len(records))
-                postfix = {"failed": sum(r.failed for r in records)}
+                bar.update(int(n))
+                postfix = {"failed": int(failed)}
                 if budget.spent:
                     postfix["cost"] = f"${budget.spent:.4f}"
                 bar.set_postfix(postfix, refresh=False)

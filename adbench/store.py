@@ -1,5 +1,16 @@
 """The run directory: config.json, samples.jsonl (append-only), results.json.
 
+A run spread over several processes (`adbench.distributed`) has one more kind of file
+while a session is in progress: each rank appends its Records to its own shard,
+`samples.rank<R>.jsonl`, with the same habits as samples.jsonl. The run's records are
+samples.jsonl and every shard, read in that order (shards by rank); a later line for
+an id wins. Rank 0, holding the run's lock, folds the shards into samples.jsonl at the
+start and at the end of every session (`rewrite`: samples.jsonl replaced atomically,
+then the shards removed), so a finished run, however many processes made it, is the
+directory a single process leaves; only a session killed midway leaves shards, which
+every reader reads and the next session folds in. A single-process run never has a
+shard.
+
 Crash safety rests on four habits:
 - each batch of Records is appended with one write() followed by fsync, so a killed
   process leaves at most one partial last line, which the next open cuts off; a write
@@ -22,6 +33,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +46,9 @@ CONFIG = "config.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.json"
 LOCK = ".lock"
+#: A rank's shard of samples.jsonl while a multi-process session is in progress (see the module docstring).
+SHARD = "samples.rank{rank}.jsonl"
+_SHARD_NAME = re.compile(r"samples\.rank(\d+)\.jsonl")
 
 
 class StoreError(UserError):
@@ -230,14 +245,27 @@ class RunStore:
         return check_results(read_json(self.results_path), self.results_path)
 
     # -- records ---------------------------------------------------------------------
-    def _read_samples(self, repair: bool) -> bytes:
-        """The whole lines of samples.jsonl, read once (one snapshot even while a run appends).
+    def shard_path(self, rank: int) -> Path:
+        return self.dir / SHARD.format(rank=rank)
+
+    def shards(self) -> list[Path]:
+        """The shard files of a multi-process session (in progress, or killed before it folded them), by rank."""
+        try:
+            found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _SHARD_NAME.fullmatch(p.name))]
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StoreError(f"cannot list the run directory {self.dir}: {_reason(e)}") from e
+        return [p for _, p in sorted(found)]
+
+    def _read_lines(self, path: Path, repair: bool) -> bytes:
+        """The whole lines of one records file, read once (one snapshot even while a run appends).
 
         A last line without its newline is a write in progress or one a kill cut short:
         it is left out, and with `repair` (only under the run's lock) cut off the file.
         """
         try:
-            with open(self.samples_path, "rb+" if repair else "rb") as f:
+            with open(path, "rb+" if repair else "rb") as f:
                 data = f.read()
                 end = data.rfind(b"\n") + 1
                 if repair and end != len(data):
@@ -245,45 +273,55 @@ class RunStore:
         except FileNotFoundError:
             return b""
         except OSError as e:
-            raise StoreError(f"cannot read {self.samples_path}: {_reason(e)}") from e
+            raise StoreError(f"cannot read {path}: {_reason(e)}") from e
         return data[:end]
 
     def load_records(self, *, repair: bool = True) -> list[Record]:
-        """Records in file order, one per id (a later line for the same id wins).
+        """Records of samples.jsonl and the shards, in file order, one per id (a later line for the same id wins).
 
         A partial last line is always left out; it is also cut off the file when `repair`
         and this store holds the run's lock (`locked()`). Without the lock nothing is
         changed, whatever `repair` says: a run may be appending that very line.
         """
-        try:
-            text = self._read_samples(repair and self.holds_lock).decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise StoreError(f"{self.samples_path}: not UTF-8 text (byte {e.start}); is it a samples.jsonl?") from e
         by_id: dict[str, Record] = {}
+        for path in (self.samples_path, *self.shards()):
+            for record in self._parse(path, self._read_lines(path, repair and self.holds_lock)):
+                by_id.pop(record.id, None)
+                by_id[record.id] = record
+        return list(by_id.values())
+
+    @staticmethod
+    def _parse(path: Path, data: bytes) -> Iterator[Record]:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise StoreError(f"{path}: not UTF-8 text (byte {e.start}); is it a samples.jsonl?") from e
         for lineno, line in enumerate(text.split("\n"), 1):
             if not line.strip():
                 continue
             try:
                 d = json.loads(line)
             except json.JSONDecodeError as e:
-                raise StoreError(f"{self.samples_path}:{lineno}: malformed record: {e.msg}") from e
+                raise StoreError(f"{path}:{lineno}: malformed record: {e.msg}") from e
             problem = record_problem(d)
             if problem:
-                raise StoreError(f"{self.samples_path}:{lineno}: {problem}")
-            by_id.pop(d["id"], None)
-            by_id[d["id"]] = Record.from_dict(d)
-        return list(by_id.values())
+                raise StoreError(f"{path}:{lineno}: {problem}")
+            yield Record.from_dict(d)
 
-    def append(self, records: Iterable[Record]) -> None:
-        """Append one batch with one write and an fsync; on failure the file is as it was."""
+    def append(self, records: Iterable[Record], rank: int | None = None) -> None:
+        """Append one batch with one write and an fsync; on failure the file is as it was.
+
+        To samples.jsonl, or with `rank` (a multi-process session) to that rank's shard.
+        """
+        path = self.samples_path if rank is None else self.shard_path(rank)
         recs = list(records)
         data = "".join(json.dumps(r.to_dict(), default=str) + "\n" for r in recs).encode("utf-8")
         if not data:
             return
         try:
-            fd = os.open(self.samples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
-            raise StoreError(f"cannot append to {self.samples_path}: {_reason(e)}") from e
+            raise StoreError(f"cannot append to {path}: {_reason(e)}") from e
         try:
             size = os.fstat(fd).st_size
             try:
@@ -297,14 +335,20 @@ class RunStore:
                     os.ftruncate(fd, size)
                 full = " (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
                 raise StoreError(
-                    f"cannot append to {self.samples_path}: {_reason(e)}{full}; the {len(recs)} records of this "
+                    f"cannot append to {path}: {_reason(e)}{full}; the {len(recs)} records of this "
                     "batch were not saved, the earlier ones are intact: make room and run the same command again"
                 ) from e
         finally:
             os.close(fd)
 
     def rewrite(self, records: Iterable[Record]) -> None:
-        """Replace samples.jsonl atomically (drops records that will be asked again)."""
+        """Make `records` the run's records: samples.jsonl replaced atomically, then the shards removed.
+
+        Drops records that will be asked again, and folds a multi-process session's shards in.
+        A kill between the two steps leaves shards whose records samples.jsonl already
+        holds (read once, as every id is) or that are asked again: never a lost record.
+        """
+        shards = self.shards()
         tmp = self.samples_path.with_name(f".{SAMPLES}.tmp-{os.getpid()}")
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -317,3 +361,14 @@ class RunStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StoreError(f"cannot rewrite {self.samples_path}: {_reason(e)}; it is unchanged") from e
+        for shard in shards:
+            try:
+                shard.unlink(missing_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot remove {shard} (its records are now in {self.samples_path}): "
+                                 f"{_reason(e)}") from e
+
+    def fold_shards(self) -> None:
+        """Fold a multi-process session's shards into samples.jsonl (the caller holds the run's lock)."""
+        if self.shards():
+            self.rewrite(self.load_records())

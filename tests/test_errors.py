@@ -21,6 +21,7 @@ USER_ERRORS = [
     "adbench.models.api.prices:PriceError", "adbench.models.api.openai_chat:APIConfigError",
     "adbench.models.weights:UnsafeCheckpointError", "adbench.models.engines.vllm_offline:VLLMUnavailableError",
     "adbench.models.tiny_qwen:TokenizerAssetError", "adbench.models.baselines.anomalyclip:CheckpointError",
+    "adbench.distributed:DistributedError",
 ]
 
 

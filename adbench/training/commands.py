@@ -42,6 +42,10 @@ def train_command(args: argparse.Namespace) -> int:
     from adbench.training.trainer import train
 
     result = train(args.recipe, args.out, args.overrides, data_root=args.data_root, progress=not args.no_progress)
+    from adbench.distributed import World
+
+    if not World.from_env().is_main:  # under accelerate launch: rank 0 reports, as it alone wrote the adapter
+        return 0
     steps = result.metadata["steps"]
     if result.already_complete:
         print(f"recipe {result.metadata['recipe']['name']}: already complete ({steps['global_step']} GRPO steps); "

@@ -39,6 +39,18 @@ class TrainingError(UserError):
     """A training run that cannot start; the message says why (the CLI prints it as one line)."""
 
 
+def quiet_deepspeed_without_gpu() -> None:
+    """Tell DeepSpeed (when installed, accelerate imports it) that this machine has no GPU.
+
+    Otherwise DeepSpeed's accelerator detection prints "Setting accelerator to CPU ..." on
+    stdout, in the middle of what adbench prints there (the adapter path, the demo's table).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
@@ -113,7 +125,9 @@ def grpo_kwargs(recipe: dict[str, Any], output_dir: Path | str | None = None, pr
 
 def world_size() -> int:
     """Training processes: WORLD_SIZE as `accelerate launch` / torchrun set it, else 1."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    from adbench.distributed import World
+
+    return World.from_env().size
 
 
 def batch_layout(kwargs: dict[str, Any], world: int, recipe_name: str = "?") -> dict[str, Any]:
@@ -138,8 +152,9 @@ def batch_layout(kwargs: dict[str, Any], world: int, recipe_name: str = "?") -> 
             f"recipe {recipe_name!r}: a generation round of {generation} completions "
             f"(grpo.per_device_train_batch_size {per_device} x {world} training process(es) x {steps} steps) is not "
             f"a whole number of groups of grpo.num_generations={groups} completions per prompt; change "
-            f"grpo.per_device_train_batch_size or grpo.gradient_accumulation_steps (the release: 30 x 1 x 10 = "
-            f"300 = 50 prompts x 6)")
+            f"grpo.per_device_train_batch_size, grpo.gradient_accumulation_steps or the number of processes "
+            f"(accelerate launch --num_processes) so that their product is a multiple of {groups} (the release: "
+            f"30 x 1 x 10 = 300 = 50 prompts x 6)")
     per_step = per_device * world * accum
     return {"world_size": world, "per_device_train_batch_size": per_device, "gradient_accumulation_steps": accum,
             "num_generations": groups, "steps_per_generation": steps, "completions_per_generation": generation,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adbench.distributed import World, describe_rank
 from adbench.errors import UserError
 from adbench.models.presets.adfm import TRAINING_METADATA, read_training_metadata
 from adbench.models.weights import check_safetensors_folder, locate_pretrained
@@ -41,11 +42,15 @@ from adbench.provenance import environment, now
 from adbench.store import write_json_atomic
 from adbench.training.config import (  # noqa: F401 - TrainingError, use_vllm, vllm_available: public here too
     TrainingError,
+    batch_layout,
     checkpoint_dir,
     grpo_config,
+    grpo_kwargs,
     model_kwargs,
+    quiet_deepspeed_without_gpu,
     use_vllm,
     vllm_available,
+    world_size,
 )
 from adbench.training.grpo_data import (
     MODEL_INPUT_IMAGES,
@@ -166,6 +171,7 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
     """
     t_start = time.perf_counter()
     recipe = load_recipe(recipe_name, overrides)  # before the heavy imports: a bad name fails at once
+    quiet_deepspeed_without_gpu()
 
     from accelerate import PartialState
     from transformers import AutoProcessor
@@ -247,6 +253,9 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
         "lora": {"config": json_safe(trainer.model.peft_config["default"].to_dict()),
                  "target": target, "adapted_modules": adapted},
         "warmup": warm,
+        # the processes of this session and the batch they made together: completions and prompts per optimizer step
+        "batch": batch_layout(grpo_kwargs(recipe), world_size(), recipe.get("name", "?")),
+        "written_by": describe_rank(World.from_env()),  # rank 0: the one process that writes the adapter
         "steps": {"global_step": int(trainer.state.global_step), "resumed_from": str(last) if last else None,
                   "resumed_from_step": start_step,
                   "this_session": int(trainer.state.global_step) - start_step},

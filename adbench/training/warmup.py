@@ -43,11 +43,14 @@ def completion_loss_trainer() -> type:
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             labels = inputs["labels"][:, 1:]
-            kwargs = {k: v for k, v in inputs.items() if k != "labels"}
-            kwargs["use_cache"] = False
-            hidden = model.base_model(**kwargs).last_hidden_state[:, :-1]
             mask = labels != -100
-            logits = model.get_output_embeddings()(hidden[mask]).float()
+            # the LM head on the completion positions only (a boolean `logits_to_keep` flattens them), through
+            # the model's own forward: under `accelerate launch` that is DistributedDataParallel's, which
+            # synchronises the gradients
+            keep = torch.zeros_like(inputs["labels"], dtype=torch.bool)
+            keep[:, :-1] = mask
+            kwargs = {k: v for k, v in inputs.items() if k != "labels"}
+            logits = model(**kwargs, use_cache=False, logits_to_keep=keep).logits.float()
             n = mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = F.cross_entropy(logits, labels[mask], reduction="sum") / torch.as_tensor(n).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:

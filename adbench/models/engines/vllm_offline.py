@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from adbench.args import ArgumentError
 from adbench.errors import UserError
 from adbench.images import ImageError, load_image
 from adbench.models.engines.local import LocalVLM
@@ -62,10 +63,14 @@ class VLLMModel(LocalVLM):
     Arguments (`-M key=value`): those of `LocalVLM` (base, adapter, prompting, decoding: repetition_penalty
     and top_k default to the checkpoint's), family ("qwen2.5-vl", "internvl", "internvl-remote",
     "llava-next", "generic"), dtype, min_pixels / max_pixels (Qwen2.5-VL), max_model_len,
-    gpu_memory_utilization, max_lora_rank, tensor_parallel_size.
+    gpu_memory_utilization, max_lora_rank, and vLLM's own parallelism for models that do not fit one GPU:
+    tensor_parallel_size, pipeline_parallel_size, data_parallel_size and distributed_executor_backend
+    (each passed to `vllm.LLM` as given; vLLM checks the combination and the GPUs it needs).
     """
 
     name = "vllm"
+    #: vLLM's data parallelism replicates the model: which replica answers does not change the answer
+    runtime_args = ("data_parallel_size", "distributed_executor_backend")
 
     def __init__(
         self,
@@ -74,6 +79,9 @@ class VLLMModel(LocalVLM):
         max_model_len: int = 8192,
         gpu_memory_utilization: float = 0.9,
         tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        distributed_executor_backend: str | None = None,
         max_lora_rank: int = 64,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
@@ -94,7 +102,24 @@ class VLLMModel(LocalVLM):
         self.max_model_len = int(max_model_len)
         self.gpu_memory_utilization = float(gpu_memory_utilization)
         self.max_lora_rank = int(max_lora_rank)
-        self.tensor_parallel_size = int(tensor_parallel_size)
+        self.parallel: dict[str, Any] = {"tensor_parallel_size": int(tensor_parallel_size),
+                                         "pipeline_parallel_size": int(pipeline_parallel_size),
+                                         "data_parallel_size": int(data_parallel_size)}
+        for key, value in self.parallel.items():
+            if value < 1:
+                raise ArgumentError(f"-M {key} must be at least 1, got {value}")
+        if distributed_executor_backend:  # e.g. "external_launcher": one vLLM rank per torchrun process
+            self.parallel["distributed_executor_backend"] = distributed_executor_backend
+        from adbench.distributed import World
+
+        world = World.from_env()
+        if world.size > 1 and (self.parallel["tensor_parallel_size"] > 1 or self.parallel["pipeline_parallel_size"] > 1):
+            # every process of an adbench launch answers other samples; a model split over several GPUs needs
+            # every GPU of its group on the same prompts, which is vLLM's job in one process
+            raise ArgumentError(
+                f"-M tensor_parallel_size / pipeline_parallel_size above 1 under a launch of {world.size} processes: "
+                "each adbench process answers its own share of the samples, so a model spread over several GPUs "
+                "runs in one adbench process (no torchrun) that vLLM spreads itself")
         self._llm: Any = None
         self._renderer: Any = None
         self._lora: Any = None
@@ -117,7 +142,7 @@ class VLLMModel(LocalVLM):
         self._max_images = max(n_images, 2)
         kwargs: dict[str, Any] = dict(
             model=self.base, dtype=self.dtype, seed=self.decoding().seed, max_model_len=self.max_model_len,
-            gpu_memory_utilization=self.gpu_memory_utilization, tensor_parallel_size=self.tensor_parallel_size,
+            gpu_memory_utilization=self.gpu_memory_utilization, **self.parallel,
             trust_remote_code=self.trust_remote_code, load_format="safetensors",
             limit_mm_per_prompt={"image": self._max_images},
         )
@@ -230,6 +255,7 @@ class VLLMModel(LocalVLM):
         return {
             **super().config(), "backend": "vllm", "vllm": vllm.__version__, "dtype": self.dtype,
             "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_model_len": self.max_model_len,
+            **self.parallel,
         }
 
     def close(self) -> None:
