@@ -19,25 +19,39 @@ with sampling, as the anchor does; `ratio` = adapter images/s / anchor sequences
 the same batch size. The adapter's prompt is the AD-FM prompt (about 200 text tokens
 more than the anchor's 120), so the ratio slightly favours the anchor.
 
+TASK=multitask measures MMAD's other question types instead: each image pair (a normal
+reference and the query image, MMAD's 1-shot) is asked QUESTIONS=5 questions (type,
+place, object, structure and details of a defect, four options each) with MMAD's
+prompt (`-M protocol=mmad`), greedily, NEW_TOKENS=16 new tokens each (a trained model
+answers with a letter and stops; the engine looks for finished rows every 16 steps).
+The same queries run with the fast engine's shared prefixes (`-M share_prefix`, on by
+default) and without (mode part `noshare`); `questions_s` per batch size, and on the
+shared row `shared_vs_unshared` = its questions/s over the unshared row's. Default
+batches 64, 128 and 256 (a size that does not fit in memory is recorded as an error).
+
     python benchmarks/gpu_adfm.py                    # 7B on a GPU
+    TASK=multitask python benchmarks/gpu_adfm.py     # shared vs unshared prefixes, batches 64, 128, 256
     SIZE=tiny python benchmarks/gpu_adfm.py          # tiny model, CPU dry run (seconds)
 
-Environment: SIZE (7b|tiny), BATCHES (e.g. 6,64), SIDE (image side, px), NEW_TOKENS,
+Environment: SIZE (7b|tiny), TASK (binary|multitask), QUESTIONS (multitask: per image),
+BATCHES (e.g. 6,64), SIDE (image side, px), NEW_TOKENS,
 ROUNDS (timed batches per measurement), REFS (0: query image only, like the anchor; 1:
-the 1-shot protocol's reference image too), MODES (comma list of adapter settings:
-dynamic, static, fast, each optionally +prefetch; "dynamic" and "static" run
+the 1-shot protocol's reference image too; multitask: 1), MODES (comma list of adapter
+settings: dynamic, static, fast, each optionally +prefetch, fast also +noshare (no shared
+prefixes) and +eager (no compiled decoding step); "dynamic" and "static" run
 transformers' `generate` (static = static KV cache with a compiled decoding step),
 "fast" runs adbench's own engine (`-M engine=fast`: adbench.models.engines.fast.decode, with
 its decoding step compiled into a CUDA graph on a GPU; "fast+tuned": the same with
 inductor's coordinate-descent kernel tuning)), CHECK (1: first compare the
-fast engine's greedy replies with `generate`'s on a tiny fp32 model on this device, plainly
-and with min_new_tokens and a repetition penalty),
+fast engine's greedy replies with `generate`'s on a tiny fp32 model on this device, plainly,
+with min_new_tokens and a repetition penalty, and with shared prefixes on a multitask batch),
 ANCHOR (path, or "off"), TOKENIZER_DIR (a saved Qwen2.5
 tokenizer folder, for machines without the dashscope package), OUT.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -52,26 +66,34 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from random_qwen import random_qwen  # noqa: E402 - beside this file
 
 SIZE = os.environ.get("SIZE", "7b")
 TINY = SIZE == "tiny"
-BATCHES = [int(b) for b in os.environ.get("BATCHES", "2" if TINY else "6,64").split(",")]
+TASK = os.environ.get("TASK", "binary")
+MULTI = TASK == "multitask"
+QUESTIONS = int(os.environ.get("QUESTIONS", "5"))
+BATCHES = [int(b) for b in os.environ.get(
+    "BATCHES", ("10" if MULTI else "2") if TINY else ("64,128,256" if MULTI else "6,64")).split(",")]
 SIDE = int(os.environ.get("SIDE", "112" if TINY else "448"))
-NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "8" if TINY else "256"))
+NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "8" if TINY else ("16" if MULTI else "256")))
 ROUNDS = int(os.environ.get("ROUNDS", "1" if TINY else "3"))
-REFS = int(os.environ.get("REFS", "0"))
-MODES = os.environ.get("MODES", "dynamic,fast" if TINY else "dynamic,fast+prefetch").split(",")
+REFS = int(os.environ.get("REFS", "1" if MULTI else "0"))
+MODES = os.environ.get("MODES", ("fast,fast+noshare" if TINY else "fast+prefetch,fast+prefetch+noshare") if MULTI
+                       else ("dynamic,fast" if TINY else "dynamic,fast+prefetch")).split(",")
+MODE_PARTS = {"dynamic", "static", "fast", "prefetch", "tuned", "noshare", "eager"}
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
-
-# Qwen2.5-VL-7B-Instruct's published configuration (as in the anchor script).
-TEXT_7B = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-               num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
-               rope_theta=1000000.0, rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]})
-VISION_7B = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                 fullatt_block_indexes=[7, 15, 23, 31], window_size=112, patch_size=14,
-                 spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2)
-
+#: multitask: MMAD-like questions about one image pair (defect type, place, object, structure, details)
+MULTITASK_QUESTIONS = [
+    ("What is the type of the defect?", ["Scratch.", "Crack.", "Stain.", "There is no defect."]),
+    ("Where is the defect located?", ["Top left.", "Center.", "Bottom right.", "There is no defect."]),
+    ("What kind of object is shown in the image?", ["A bottle.", "A screw.", "A cable.", "A capsule."]),
+    ("Is the structure of the object complete?", ["Yes.", "No, a part is missing.", "No, a part is bent.",
+                                                  "No, a part is extra."]),
+    ("What does the surface of the object look like?", ["Smooth and even.", "Scratched.", "Stained.",
+                                                        "Dented in one place."]),
+]
 
 def log(kind: str, row: dict) -> None:
     print(kind, json.dumps(row), flush=True)
@@ -107,24 +129,9 @@ def run_anchor(tmp: Path) -> dict:
 
 
 def build_model() -> tuple:
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     from adbench.models import tiny_qwen
 
-    if TINY:
-        cfg = tiny_qwen.tiny_config()
-    else:
-        cfg = Qwen2_5_VLConfig(text_config=TEXT_7B, vision_config=VISION_7B, image_token_id=tiny_qwen.IMAGE_PAD_ID,
-                               video_token_id=tiny_qwen.VIDEO_PAD_ID, vision_start_token_id=tiny_qwen.VISION_START_ID,
-                               vision_end_token_id=tiny_qwen.VISION_END_ID)
-    with torch.device(DEV):
-        torch.manual_seed(0)
-        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=DTYPE, attn_implementation="sdpa")
-    model.eval()
-    for p in model.parameters():  # small weights keep activations finite (as the anchor does)
-        p.data.normal_(0, 0.02)
-    model.generation_config.eos_token_id = [tiny_qwen.IM_END_ID, tiny_qwen.ENDOFTEXT_ID]
-    model.generation_config.pad_token_id = tiny_qwen.ENDOFTEXT_ID
+    model = random_qwen(SIZE, DEV, DTYPE)
     pixels = SIDE * SIDE  # the SIDE x SIDE images go in unresized (SIDE is a multiple of 28)
     tok_dir = os.environ.get("TOKENIZER_DIR")
     processor = tiny_qwen.build_qwen_processor(min_pixels=28 * 28, max_pixels=pixels, tokenizer=tok_dir,
@@ -176,24 +183,47 @@ def check_fast_engine(tmp: Path) -> dict:
                          distinct_replies=len({r.text for r in reference}),
                          prompt_lengths=sorted({r.usage["prompt_tokens"] for r in reference}),
                          last_batch=fast._decoder.last_timing)
+    # shared prefixes: three questions about each image (two image sizes), batches of 6 and a last one of 3
+    grouped = [Query(id=f"s{i}#{k}", images=q.images, question=question, prompt="", n_references=0,
+                     options=dict(zip("ABCD", options)))
+               for i, q in enumerate(queries[:3])
+               for k, (question, options) in enumerate(MULTITASK_QUESTIONS[:3])]
+    shared_kwargs = dict(kwargs, protocol="mmad", batch_size=6, max_new_tokens=12)
+    reference = QwenVLModel.from_components(model, processor, engine="generate", **shared_kwargs).predict(grouped)
+    fast = QwenVLModel.from_components(model, processor, engine="fast", compile=DEV == "cuda", **shared_kwargs)
+    got = [r.text for r in fast.predict(grouped)]
+    out["shared_prefix"] = dict(n=len(grouped), identical=sum(a.text == b for a, b in zip(reference, got)),
+                                distinct_replies=len({r.text for r in reference}),
+                                groups=[b.get("groups") for b in fast._decoder.timings][-2:])
     out["s"] = round(time.time() - t, 1)
     return out
 
 
 def make_queries(n: int, tmp: Path) -> list:
+    """n queries: one per image (binary), or QUESTIONS per image (multitask, MMAD's prompt text)."""
     from adbench.schema import Query
 
     rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
+    out: list = []
+    i = 0
+    while len(out) < n:
         paths = []
         for j in range(REFS + 1):
             p = tmp / f"img_{i}_{j}.png"
             Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(p)
             paths.append(str(p))
-        out.append(Query(id=f"q{i}", images=paths, question="Is there any defect in the object?",
-                         options={"A": "Yes.", "B": "No."}, prompt="", n_references=REFS))
-    return out
+        if not MULTI:
+            out.append(Query(id=f"q{i}", images=paths, question="Is there any defect in the object?",
+                             options={"A": "Yes.", "B": "No."}, prompt="", n_references=REFS))
+        for k in range(QUESTIONS if MULTI else 0):
+            question, texts = MULTITASK_QUESTIONS[k % len(MULTITASK_QUESTIONS)]
+            options = dict(zip("ABCD", texts))
+            prompt = (f"{question}\n" + "".join(f"{letter}. {text}\n" for letter, text in options.items())
+                      + "Answer with the option's letter from the given choices directly.")
+            out.append(Query(id=f"q{i}#{k}", images=paths, question=question, options=options, prompt=prompt,
+                             n_references=REFS))
+        i += 1
+    return out[:n]
 
 
 def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) -> dict:
@@ -210,11 +240,12 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
             torch._inductor.config.coordinate_descent_tuning = tuned
             torch._dynamo.reset()  # compiled code does not depend on this flag otherwise
     adapter = QwenVLModel.from_components(
-        model, processor, base=f"random Qwen2.5-VL ({SIZE})", protocol="adfm", dtype=str(DTYPE).split(".")[-1],
-        device=DEV, batch_size=bs, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True,
+        model, processor, base=f"random Qwen2.5-VL ({SIZE})", protocol="mmad" if MULTI else "adfm",
+        dtype=str(DTYPE).split(".")[-1], device=DEV, batch_size=bs, max_new_tokens=NEW_TOKENS,
+        min_new_tokens=NEW_TOKENS, do_sample=not MULTI,  # multitask: MMAD's greedy answers
         cache="static" if "static" in parts else "dynamic", engine="fast" if "fast" in parts else "generate",
-        compile=bool(parts & {"static", "fast"}) and DEV == "cuda",
-        prefetch="prefetch" in parts, min_pixels=28 * 28, max_pixels=pixels)
+        compile=bool(parts & {"static", "fast"}) and "eager" not in parts and DEV == "cuda",
+        share_prefix="noshare" not in parts, prefetch="prefetch" in parts, min_pixels=28 * 28, max_pixels=pixels)
     warm = queries[:bs]
     for _ in range(2):  # warm-up (static mode compiles here)
         errors = [r.error for r in adapter.predict(warm) if r.error]
@@ -237,9 +268,10 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
     gpu_s = sum(b.get("prefill_ms", 0) + b.get("decode_ms", 0) for b in batches) / 1000
     failed = [r.error for r in responses if r.error]
     new_tokens = sum(r.usage.get("completion_tokens", 0) for r in responses if not r.error)
-    return dict(kind="ADFM", mode=mode, bs=bs, n=len(timed), side=SIDE, refs=REFS,
+    rate = "questions_s" if MULTI else "images_s"  # queries per second (binary: one query per image)
+    return dict(kind="ADFM", task=TASK, mode=mode, bs=bs, n=len(timed), side=SIDE, refs=REFS,
                 prompt_tokens=responses[0].usage.get("prompt_tokens") if not failed else None,
-                new_tokens=NEW_TOKENS, s=round(dt, 3), images_s=round(len(timed) / dt, 3),
+                new_tokens=NEW_TOKENS, s=round(dt, 3), **{rate: round(len(timed) / dt, 3)},
                 tok_s=round(new_tokens / dt, 1), failed=len(failed), first_error=failed[0] if failed else None,
                 peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None,
                 batches=batches or None,
@@ -247,12 +279,27 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
                 outside_engine_s=round(dt - gpu_s, 3) if batches else None)
 
 
+def compare_sharing(rows: list[dict]) -> None:
+    """On each multitask row with shared prefixes: its questions/s over the row without them
+    (mode part `noshare`, the same batch size and other settings), once both are measured."""
+    for row in rows:
+        parts = set(row["mode"].split("+"))
+        if "noshare" in parts or not row.get("questions_s"):
+            continue
+        other = next((r for r in rows if r["bs"] == row["bs"] and r.get("questions_s")
+                      and set(r["mode"].split("+")) == parts | {"noshare"}), None)
+        if other:
+            row["shared_vs_unshared"] = round(row["questions_s"] / other["questions_s"], 3)
+
+
 def main() -> None:
     import transformers
 
+    if TASK not in ("binary", "multitask"):
+        raise SystemExit(f"TASK must be binary or multitask, got {TASK!r}")
     for mode in MODES:  # check before the (long) anchor run
-        if not set(mode.split("+")) <= {"dynamic", "static", "fast", "prefetch", "tuned"}:
-            raise SystemExit(f"unknown MODES entry {mode!r} (parts: dynamic, static, fast, prefetch, tuned)")
+        if not set(mode.split("+")) <= MODE_PARTS:
+            raise SystemExit(f"unknown MODES entry {mode!r} (parts: {', '.join(sorted(MODE_PARTS))})")
 
     out_dir = Path(os.environ.get("OUT", "."))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,22 +311,28 @@ def main() -> None:
     model, processor, pixels = build_model()
     queries = make_queries(max(BATCHES) * ROUNDS, tmp)
     rows: list[dict] = []
-    report = dict(size=SIZE, device=torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu",
+    report = dict(size=SIZE, task=TASK, questions_per_image=QUESTIONS if MULTI else 1,
+                  device=torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu",
                   torch=torch.__version__, transformers=transformers.__version__, side=SIDE,
                   new_tokens=NEW_TOKENS, rounds=ROUNDS, refs=REFS, check=check, anchor=anchor, rows=rows)
     for mode in MODES:
         for bs in BATCHES:
             try:
                 row = measure(model, processor, pixels, mode, bs, queries)
-            except Exception as e:  # noqa: BLE001 - e.g. compilation failing: record it, go on
-                row = dict(kind="ADFM", mode=mode, bs=bs, error=f"{type(e).__name__}: {e}"[:2000])
+            except Exception as e:  # noqa: BLE001 - e.g. compilation failing, out of memory: record it, go on
+                row = dict(kind="ADFM", task=TASK, mode=mode, bs=bs, error=f"{type(e).__name__}: {e}"[:2000])
+            gc.collect()  # the measurement's engine and its cache go before the next one is built
+            if DEV == "cuda":
+                torch.cuda.empty_cache()
+            rate = row.get("questions_s", row.get("images_s"))
             base = next((r for r in anchor.get("rows", []) if r.get("kind") == "GEN" and r.get("bs") == bs), None)
-            if base and "images_s" in row:
+            if base and rate:
                 row["anchor_seq_s"] = base["seq_s"]
                 row["anchor_prompt_len"] = base["prompt_len"]
-                row["ratio"] = round(row["images_s"] / base["seq_s"], 3)
-            log("ADFM", row)
+                row["ratio"] = round(rate / base["seq_s"], 3)
             rows.append(row)
+            compare_sharing(rows)
+            log("ADFM", row)
             # after every measurement, so a run cut short still leaves what it measured
             (out_dir / "gpu_adfm.json").write_text(json.dumps(report, indent=1))
     (out_dir / "gpu_adfm.json").write_text(json.dumps(report, indent=1))

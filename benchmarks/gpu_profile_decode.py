@@ -37,13 +37,13 @@ NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "32" if SIZE == "7b" else "4"))
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
 IMG, VID, VS, VE = 151655, 151656, 151652, 151653
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu_adfm.py beside this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # random_qwen.py beside this file
 
 
 def config() -> Qwen2_5_VLConfig:
-    if SIZE == "7b":  # the published Qwen2.5-VL-7B-Instruct shapes, as gpu_adfm.py uses them
-        from gpu_adfm import TEXT_7B as text
-        from gpu_adfm import VISION_7B as vision
+    if SIZE == "7b":  # the published Qwen2.5-VL-7B-Instruct shapes, as gpu_adfm.py uses them (random_qwen.py)
+        from random_qwen import TEXT_7B as text
+        from random_qwen import VISION_7B as vision
     else:
         text = dict(vocab_size=152064, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,

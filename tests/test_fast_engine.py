@@ -218,8 +218,8 @@ def test_pad_rows_adds_filler_rows():
 
 
 def _adapter(model, processor, engine, **kwargs):
-    return QwenVLModel.from_components(model, processor, protocol="adfm", dtype="float32", engine=engine,
-                                       **{**TINY_ARGS, "batch_size": 8, "max_new_tokens": 12, **kwargs})
+    return QwenVLModel.from_components(model, processor, engine=engine, **{
+        "protocol": "adfm", "dtype": "float32", **TINY_ARGS, "batch_size": 8, "max_new_tokens": 12, **kwargs})
 
 
 def test_fast_engine_repeats_generate_with_left_padding(assets, queries):
@@ -253,8 +253,8 @@ def test_prefetch_stages_batches_ahead_with_the_same_replies(assets, queries):
     staged = []
     real_stage = fast._stage
 
-    def recording_stage(inputs):
-        extra = real_stage(inputs)
+    def recording_stage(inputs, chunk):
+        extra = real_stage(inputs, chunk)
         staged.append(extra["staged"])
         return extra
 
@@ -430,3 +430,91 @@ def test_stop_strings_end_replies_alike_on_both_engines(assets, queries):
         assert [r.text for r in got] == expected
         assert not got[0].meta.get("truncated")  # ended by the stop string, not by the length limit
         assert adapter.config()["generation"]["stop"] == [stop]
+
+
+# ---------------------------------------------------------------- shared prefixes (the questions about one image)
+
+
+@pytest.fixture(scope="module")
+def multitask_queries(assets):
+    """demo-multitask queries: most images are asked three questions, the good ones one (groups and singles)."""
+    from adbench.tasks.demo import multitask
+
+    task = multitask()
+    queries = [task.render(s) for s in task.samples(assets.data_root)[:24]]
+    per_image = {tuple(q.images) for q in queries}
+    assert len(per_image) < len(queries) - 6  # several queries per image
+    return queries
+
+
+def test_shared_prefixes_give_the_unshared_replies(assets, multitask_queries):
+    model, processor = _load(assets)
+    kwargs = dict(protocol="mmad", batch_size=12)
+    reference = [r.text for r in _adapter(model, processor, "generate", **kwargs).predict(multitask_queries)]
+    unshared = _adapter(model, processor, "fast", share_prefix=False, **kwargs)
+    assert [r.text for r in unshared.predict(multitask_queries)] == reference
+    assert all("groups" not in t for t in unshared._decoder.timings)
+    shared = _adapter(model, processor, "fast", **kwargs)
+    got = shared.predict(multitask_queries)
+    assert [r.text for r in got] == reference and len(set(reference)) > 1
+    assert [r.answer for r in got] == [r.answer for r in unshared.predict(multitask_queries)]
+    timings = [t for t in shared._decoder.timings if t["batch"] == 12][-2:]
+    # each batch of 12 prefilled its images and instruction once per image (about 3 questions each)
+    assert len(timings) == 2 and all(t["groups"] < 10 for t in timings)
+    assert all(t["prefix_len"] + t["suffix_len"] <= t["prompt_len"] + 1 for t in timings)
+    assert shared.config()["share_prefix"] is True and unshared.config()["share_prefix"] is False
+    assert _adapter(model, processor, "generate").config()["share_prefix"] is False  # only the fast engine shares
+
+
+def test_shared_prefixes_with_filler_rows_penalty_and_prefetch(assets, multitask_queries):
+    model, processor = _load(assets)
+    # batches of 5 split some images' questions; bucketed, the last batch (4 queries) gets a filler row
+    kwargs = dict(protocol="mmad", batch_size=5, repetition_penalty=1.3, min_new_tokens=4, max_new_tokens=16)
+    reference = [r.text for r in _adapter(model, processor, "generate", **kwargs).predict(multitask_queries)]
+    shared = _adapter(model, processor, "fast", prefetch=True, **kwargs)
+    shared._decoder = StaticDecoder(model, bucket_batches=True)  # filler rows up to the full batch
+    assert [r.text for r in shared.predict(multitask_queries)] == reference
+    assert [t["batch"] for t in shared._decoder.timings] == [5] * 5
+    assert sum("groups" in t for t in shared._decoder.timings) >= 3
+
+
+def test_queries_about_the_same_images_stay_together(assets, multitask_queries):
+    model, processor = _load(assets)
+    adapter = _adapter(model, processor, "fast", protocol="mmad")
+    ready = [adapter._prepare(i, q) for i, q in enumerate(reversed(multitask_queries))]
+    ordered = adapter._in_batch_order(ready)
+    images = [tuple(p.query.images) for p in ordered]
+    seen: list = []
+    for key in images:  # each image's queries come one after another
+        if not seen or seen[-1] != key:
+            assert key not in seen
+            seen.append(key)
+    assert sorted(p.index for p in ordered) == list(range(len(ready)))
+    adapter.share_prefix = False  # plain length order
+    assert [p.length for p in adapter._in_batch_order(ready)] == sorted(p.length for p in ready)
+
+
+def test_rows_share_only_a_prefix_that_holds_their_images():
+    from adbench.models.engines.fast.prefix import plan_shared_prefix
+
+    img, pad = tiny_qwen.IMAGE_PAD_ID, 0
+    grid = torch.tensor([[1, 2, 2], [1, 2, 2]])  # one image token each (merge 2)
+    # rows 0 and 1 show the same image and share "7 img 8"; row 2 is alone
+    ids = torch.tensor([[0, 7, img, 8, 5, 6], [0, 0, 7, img, 8, 9], [7, img, 8, 4, 4, 3]])
+    attention = (torch.arange(6)[None] >= torch.tensor([[1], [2], [0]])).long()
+    positions = torch.cumsum(attention, 1)[None].expand(3, -1, -1) - 1
+    grid3 = torch.cat([grid, grid[:1]])
+    plan = plan_shared_prefix(ids, attention, positions, ["a", "a", "b"], img, pad, grid3)
+    assert plan.groups.tolist() == [0, 0, 1]
+    # row 2, alone, keeps in the prefix block only what fits its width (3): its image and more
+    assert plan.prefix_ids.tolist() == [[7, img, 8], [7, img, 8]]
+    assert plan.suffix_ids.tolist() == [[pad, 5, 6], [pad, pad, 9], [4, 4, 3]]
+    assert plan.suffix_mask.tolist() == [[0, 1, 1], [0, 0, 1], [1, 1, 1]]
+    assert plan.prompt_len == 6 and plan.image_index.tolist() == [0, 2]
+    assert plan.patch_index.tolist() == [0, 1, 2, 3, 8, 9, 10, 11]
+    # each real token keeps its position in its own prompt
+    assert plan.suffix_positions[0].tolist() == [[0, 3, 4], [0, 0, 3], [3, 4, 5]]
+    # rows whose common part ends before their image: nothing shared
+    other = torch.tensor([[0, 7, img, 8, 5, 6], [0, 0, 9, img, 8, 9]])
+    assert plan_shared_prefix(other, attention[:2], positions[:, :2], ["a", "a"], img, pad, grid) is None
+    assert plan_shared_prefix(ids, attention, positions, [None, None, None], img, pad, grid3) is None

@@ -260,6 +260,22 @@ def test_vllm_backend_without_vllm_says_so(assets, tmp_path):
         registry.make_model("internvl3-8b", backend="vllm")
 
 
+def test_share_prefix_is_one_argument_for_both_engines(assets, monkeypatch):
+    """-M share_prefix: the fast engine's shared prefill, vLLM's prefix caching (its engine arguments; vLLM
+    itself cannot run here, so only its availability check is set aside)."""
+    from adbench.models.engines import vllm_offline
+
+    assert registry.convert_arguments("models", "qwen2.5-vl-7b", {"share_prefix": "no"}) == {"share_prefix": False}
+    assert registry.convert_arguments("models", "adfm", {"share_prefix": "on"}) == {"share_prefix": True}
+    monkeypatch.setattr(vllm_offline, "require_vllm", lambda: None)
+    default = registry.make_model("qwen2.5-vl-7b", backend="vllm", base=str(assets.base))
+    assert default.engine_kwargs(2)["enable_prefix_caching"] is True
+    off = registry.make_model("qwen2.5-vl-7b", backend="vllm", base=str(assets.base), share_prefix="no")
+    kwargs = off.engine_kwargs(2)
+    assert kwargs["enable_prefix_caching"] is False and kwargs["limit_mm_per_prompt"] == {"image": 2}
+    assert kwargs["mm_processor_kwargs"] == {"min_pixels": 64 * 28 * 28, "max_pixels": 1280 * 28 * 28}
+
+
 def test_images_are_prepared_in_threads_in_query_order(adfm_model, queries, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")

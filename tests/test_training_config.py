@@ -117,3 +117,42 @@ def test_train_needs_out_unless_printing(capsys):
 
     assert main(["train", "--recipe", "tiny"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_the_rollout_path_is_one_recipe_setting_wired_to_grpoconfig(capsys):
+    from adbench.cli import main
+
+    # every recipe generates with plain `generate` until a GPU measurement says otherwise
+    for name in available():
+        report = _print_config(capsys, "--recipe", name, "--set", "vllm.enabled=false")
+        assert report["rollout"] == {"path": "generate", "engine": "transformers generate, dynamic KV cache"}
+        assert report["grpo_config_kwargs"]["cache_implementation"] is None
+    report = _print_config(capsys, "--recipe", "release-multidomain", "--set", "rollout.path=static",
+                           "--set", "vllm.enabled=false")
+    kw = report["grpo_config_kwargs"]
+    assert kw["cache_implementation"] == "static" and report["rollout"]["engine"].endswith("static KV cache")
+    cfg = _grpo_config(kw)  # TRL keeps it, with the sampling settings unchanged
+    assert cfg.cache_implementation == "static" and (cfg.temperature, cfg.top_p, cfg.top_k) == (0.9, 0.9, 50)
+    assert {k: v for k, v in kw.items() if k != "cache_implementation"} == \
+        {k: v for k, v in grpo_kwargs(load_recipe("release-multidomain", ["vllm.enabled=false"])).items()
+         if k != "cache_implementation"}
+    # one place: TRL's own switches for it are refused in grpo:, an unknown path is refused
+    for item, message in (("rollout.path=paged", "--set rollout.path: expected one of generate, static"),
+                          ("grpo.cache_implementation=static", "grpo.cache_implementation is chosen by rollout.path"),
+                          ("grpo.use_transformers_paged=true", "grpo.use_transformers_paged is chosen by rollout.path"),
+                          ("grpo.use_vllm=true", "grpo.use_vllm is chosen by vllm.enabled")):
+        assert main(["train", "--recipe", "tiny", "--set", item, "--print-config"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_may_resume_with_another_rollout_path():
+    """The rollout path changes speed, not the distribution: a resumed run may switch it (or, recorded before
+    the setting existed, have none); any other change is still refused."""
+    from adbench.training.resume import recipe_changes
+
+    recorded = load_recipe("release-multidomain")
+    recorded.pop("rollout")  # as recipe.json was written before `rollout` existed
+    assert recipe_changes(recorded, load_recipe("release-multidomain", ["rollout.path=static"])) == []
+    changed = recipe_changes(recorded, load_recipe("release-multidomain", ["rollout.path=static", "grpo.beta=0.1"]))
+    assert changed == ["grpo.beta: 0.04 -> 0.1"]

@@ -8,10 +8,12 @@ the two equal.
 
 The recipe's `grpo:` section (its keys and values already checked against GRPOConfig's
 fields and types when the recipe was loaded: `recipes.grpo_schema`) goes to GRPOConfig as
-is, with three additions:
-`use_vllm` / `vllm_mode` from the `vllm:` section, `remove_unused_columns: false` (the
-reward functions read the ground-truth columns) unless the recipe says otherwise, and
-`disable_tqdm` under `--no-progress`. One key is translated: `warmup_ratio` (the
+is, with four additions:
+`use_vllm` / `vllm_mode` from the `vllm:` section, `cache_implementation` from the
+`rollout:` section (`ROLLOUT_PATHS`), `remove_unused_columns: false` (the reward
+functions read the ground-truth columns) unless the recipe says otherwise, and
+`disable_tqdm` under `--no-progress`. The GRPOConfig keys those sections own are refused
+in `grpo:` (`OWNED_KEYS`), so the rollout path is chosen in one place. One key is translated: `warmup_ratio` (the
 release's flag, transformers 4.x) becomes `warmup_steps` on transformers 5, which
 dropped `warmup_ratio` and reads a `warmup_steps` below 1 as the same ratio (both
 round `ratio * total steps` up).
@@ -29,6 +31,19 @@ from typing import Any
 from adbench.errors import UserError
 from adbench.training.grpo_data import frame_budget
 from adbench.training.lora import lora_kwargs
+
+#: How TRL generates the rollouts when vLLM does not (`rollout.path`) -> GRPOConfig's cache_implementation.
+#: Both sample from the same distribution (the sampling settings are the grpo section's): "generate" is
+#: transformers' `generate` with its dynamic cache (TRL's default), "static" the same with a static cache
+#: (TRL passes `disable_compile=True`, so no compiled step). TRL's third path, transformers' continuous
+#: batching (`use_transformers_continuous_batching`, formerly `use_transformers_paged`), is refused by
+#: GRPOTrainer for multimodal models (TRL 1.16), so no recipe can use it.
+ROLLOUT_PATHS = {"generate": None, "static": "static"}
+#: The default until a GPU measurement (benchmarks/gpu_grpo.py, docs/BENCHMARKS.md) says another path is faster.
+DEFAULT_ROLLOUT = "generate"
+#: GRPOConfig keys another recipe section sets, and which (refused in `grpo:`).
+OWNED_KEYS = {"use_vllm": "vllm.enabled", "vllm_mode": "vllm.mode", "cache_implementation": "rollout.path",
+              "use_transformers_continuous_batching": "rollout.path", "use_transformers_paged": "rollout.path"}
 
 #: The precision switches that transformers refuses on a machine without a GPU;
 #: `describe` validates a recipe on such a machine with them off (and says so).
@@ -64,6 +79,18 @@ def use_vllm(recipe: dict[str, Any]) -> bool:
         raise TrainingError("the recipe sets vllm.enabled: true but vllm is not installed (pip install 'adbench[vllm]' "
                             "or --set vllm.enabled=false)")
     return bool(enabled)
+
+
+def rollout_path(recipe: dict[str, Any]) -> str:
+    """recipe.rollout.path (`ROLLOUT_PATHS`), `DEFAULT_ROLLOUT` when the recipe has none."""
+    return str((recipe.get("rollout") or {}).get("path") or DEFAULT_ROLLOUT)
+
+
+def rollout_engine(recipe: dict[str, Any], vllm_used: bool) -> str:
+    """What generates the rollouts, in words (`--print-config`)."""
+    if vllm_used:
+        return f"vLLM ({(recipe.get('vllm') or {}).get('mode', 'colocate')}); rollout.path does not apply"
+    return f"transformers generate, {'static' if rollout_path(recipe) == 'static' else 'dynamic'} KV cache"
 
 
 def model_settings(recipe: dict[str, Any]) -> dict[str, str]:
@@ -102,6 +129,10 @@ def checkpoint_dir(out: Path | str) -> Path:
 def grpo_kwargs(recipe: dict[str, Any], output_dir: Path | str | None = None, progress: bool = True) -> dict[str, Any]:
     """The keyword arguments `grpo_config` gives trl.GRPOConfig (see the module docstring)."""
     kwargs = dict(recipe.get("grpo") or {})
+    owned = [k for k in OWNED_KEYS if k in kwargs]
+    if owned:
+        raise TrainingError(f"recipe {recipe.get('name')!r}: grpo.{owned[0]} is chosen by {OWNED_KEYS[owned[0]]}, "
+                            f"not in grpo (rollout.path: {', '.join(ROLLOUT_PATHS)}; vllm.enabled, vllm.mode)")
     if "warmup_ratio" in kwargs and "warmup_ratio" not in _config_defaults():
         ratio = kwargs["warmup_ratio"]
         if kwargs.get("warmup_steps"):
@@ -115,6 +146,7 @@ def grpo_kwargs(recipe: dict[str, Any], output_dir: Path | str | None = None, pr
         kwargs["vllm_mode"] = (recipe.get("vllm") or {}).get("mode", "colocate")
     else:
         kwargs["use_vllm"] = False
+    kwargs["cache_implementation"] = ROLLOUT_PATHS[rollout_path(recipe)]
     kwargs.setdefault("remove_unused_columns", False)  # the reward functions read the GT columns
     if not progress:
         kwargs["disable_tqdm"] = True
@@ -212,6 +244,7 @@ def describe(recipe: dict[str, Any], out: Path | str | None = None, overrides: l
         "lora_config_kwargs": lora_kwargs(recipe),
         "model_kwargs": model_settings(recipe),
         "processor": {"min_pixels": lo, "max_pixels": hi},
+        "rollout": {"path": rollout_path(recipe), "engine": rollout_engine(recipe, kwargs["use_vllm"])},
         "vllm": {"enabled": vllm.get("enabled", "auto"), "installed": vllm_available(),
                  "used": kwargs["use_vllm"], "mode": vllm.get("mode", "colocate")},
         "rewards": {"variant": recipe["rewards"].get("variant", "paper"),

@@ -155,7 +155,7 @@ def configure_processor(processor: Any, min_pixels: int, max_pixels: int) -> Any
     return processor
 
 
-def _placeholders(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def placeholder_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """Messages with image parts reduced to {"type": "image"} (in order), and those images' paths."""
     images: list[str] = []
     out = []
@@ -194,7 +194,7 @@ def sample_row(task: Task, s: Sample, stages: str, min_pixels: int, max_pixels: 
                image_dir: Path | None = None) -> dict[str, Any]:
     """One dataset row for a Sample (see the module docstring for the columns)."""
     query = task.render(s)
-    prompt, images = _placeholders(proto.build_messages(query, stages))
+    prompt, images = placeholder_messages(proto.build_messages(query, stages))
     original = image_size(s.image)
     input_size = model_input_size(original, min_pixels, max_pixels)
     boxes = to_model_frame(s.boxes, original, input_size)

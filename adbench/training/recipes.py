@@ -33,7 +33,7 @@ REQUIRED = ("base", "data", "protocol", "rewards", "lora", "grpo")
 
 #: Every key a recipe may set, and its type. One place for what the training code reads:
 #: trainer.py (base, tiny_seed, data.data_root), grpo_data.py (data, protocol), reward_funcs.py
-#: (rewards), config.py (model, grpo, vllm), lora.py (lora), warmup.py (sft_warmup). The `grpo`
+#: (rewards), config.py (model, grpo, rollout, vllm), lora.py (lora), warmup.py (sft_warmup). The `grpo`
 #: section is trl.GRPOConfig's fields (`grpo_schema`); `data.task_args` the task factory's arguments.
 SCHEMA: dict[str, Any] = {
     "extends": str,
@@ -48,12 +48,13 @@ SCHEMA: dict[str, Any] = {
     "model": {"dtype": str, "attn_implementation": str | None},
     "lora": {"r": int, "alpha": int, "dropout": float, "target": Literal["language", "all-linear"]},
     "grpo": "trl.GRPOConfig",
+    "rollout": {"path": Literal["generate", "static"]},
     "vllm": {"enabled": bool | Literal["auto"], "mode": Literal["colocate", "server"]},
     "sft_warmup": {"max_steps": int, "epochs": float, "learning_rate": float, "lr_scheduler_type": str,
                    "batch_size": int, "limit": int | None, "seed": int, "logging_steps": int},
 }
 #: Sections that may be `null` (sft_warmup: null = no warm-up).
-OPTIONAL_SECTIONS = ("model", "vllm", "sft_warmup")
+OPTIONAL_SECTIONS = ("model", "rollout", "vllm", "sft_warmup")
 #: Keys without a default in the code that reads them.
 REQUIRED_KEYS = {"data": ("task", "min_pixels", "max_pixels"), "protocol": ("stages",), "rewards": ("components",),
                  "lora": ("r", "alpha")}

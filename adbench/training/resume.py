@@ -100,11 +100,14 @@ def last_complete_checkpoint(checkpoints: Path, adaptive_entropy: bool = False) 
 
 #: The resolved recipe of the run in OUT, written when it first starts (the runner's config.json, for training).
 RECIPE_RECORD = "recipe.json"
-#: Recipe keys a resumed run may change: how long to train, and bookkeeping. Anything else
-#: (a reward, beta, the data, the base) would splice two different trainings into one adapter.
+#: Recipe keys a resumed run may change: how long to train, bookkeeping, and the rollout path (speed
+#: only: every path samples from the same distribution; a run recorded before `rollout` existed has
+#: none). Anything else (a reward, beta, the data, the base) would splice two different trainings
+#: into one adapter.
 MAY_CHANGE_ON_RESUME = frozenset({
     ("grpo", "max_steps"), ("grpo", "num_train_epochs"), ("grpo", "logging_steps"), ("grpo", "save_steps"),
     ("grpo", "save_total_limit"), ("grpo", "report_to"), ("grpo", "disable_tqdm"), ("description",),
+    ("rollout",),
 })
 
 
@@ -141,8 +144,8 @@ def check_same_recipe(out: Path, recipe: dict[str, Any], finished: dict[str, Any
         if changes:
             shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
             raise TrainingError(f"{out} holds a training run of another recipe ({shown}); train into another "
-                                "--out, or run the same recipe (only max_steps, num_train_epochs and bookkeeping "
-                                "keys may change on resume)")
+                                "--out, or run the same recipe (only max_steps, num_train_epochs, rollout.path "
+                                "and bookkeeping keys may change on resume)")
 
 
 def record_recipe(out: Path, recipe: dict[str, Any]) -> None:

@@ -242,12 +242,16 @@ class HFVisionLanguageModel(LocalVLM):
             else:
                 responses[i] = Response.failure(outcome)
         if self.sort_by_length:
-            ready.sort(key=lambda p: p.length)
+            ready = self._in_batch_order(ready)
         chunks = [ready[i : i + self.batch_size] for i in range(0, len(ready), self.batch_size)]
         for chunk, encoded in zip(chunks, self._encoded(chunks)):
             for p, r in zip(chunk, self._run(encoded)):
                 responses[p.index] = r
         return [r if r is not None else Response.failure("internal error: no response") for r in responses]
+
+    def _in_batch_order(self, ready: list[Prepared]) -> list[Prepared]:
+        """The order queries are cut into batches with `sort_by_length`: by prompt length (less padding)."""
+        return sorted(ready, key=lambda p: p.length)
 
     def _prepare_all(self, queries: Sequence[Query]) -> list[Prepared | str]:
         """Each query prepared, or the reason it cannot be, in query order.
@@ -314,14 +318,14 @@ class HFVisionLanguageModel(LocalVLM):
                 kwargs["pad_to_multiple_of"] = self.pad_to_multiple_of
             images = [img for p in chunk for img in p.images]
             inputs = self.processor(text=[p.text for p in chunk], images=images or None, **kwargs)
-            extra = self._stage(inputs)
+            extra = self._stage(inputs, chunk)
             return Encoded(chunk, inputs, time.perf_counter() - t, extra=extra)
         except Exception as e:  # noqa: BLE001 - becomes a recorded failure of these queries
             return Encoded(chunk, None, time.perf_counter() - t, error=f"preprocessing failed: {type(e).__name__}: {e}")
 
-    def _stage(self, inputs: Any) -> dict[str, Any]:
-        """Engine-specific host work on an encoded batch, done where `_encode` runs (the prefetch
-        thread with `prefetch`); what it returns reaches `_new_tokens` as `extra`."""
+    def _stage(self, inputs: Any, chunk: list[Prepared]) -> dict[str, Any]:
+        """Engine-specific host work on an encoded batch (of `chunk`'s queries), done where `_encode`
+        runs (the prefetch thread with `prefetch`); what it returns reaches `_new_tokens` as `extra`."""
         return {}
 
     def _processor_call_kwargs(self) -> dict[str, Any]:

@@ -33,6 +33,11 @@ class QwenVLModel(HFVisionLanguageModel):
     transformers speed at batch 6 and 3.3-3.7x at batch 64 on an H200, docs/BENCHMARKS.md).
     compile: unset means on for the fast engine on a GPU (the first batch of each shape
     then takes about 40 s to compile), off otherwise.
+    share_prefix (fast engine; default on): queries of a batch that show the same images (the
+    questions about one image in `mmad`, `mmad-multitask`) have the opening they share
+    (images and instruction) prefilled once and its keys and values copied to each of them
+    (`adbench.models.engines.fast.prefix`); with `sort_by_length` such queries are kept in
+    one batch where they fit. The same greedy replies; off: every query is prefilled alone.
     The fast engine rewrites the loaded model in memory (attention functions replaced,
     the vision MLP widened with zero weights, `adbench.models.engines.fast.kernels`): its outputs
     are unchanged, but a model passed to `from_components` should not be saved or
@@ -45,13 +50,14 @@ class QwenVLModel(HFVisionLanguageModel):
 
     def __init__(self, base: str = QWEN_7B, min_pixels: int = DEFAULT_MIN_PIXELS,
                  max_pixels: int = DEFAULT_MAX_PIXELS, engine: str = "auto", compile: bool | None = None,
-                 **kwargs: Any) -> None:
+                 share_prefix: bool = True, **kwargs: Any) -> None:
         if int(min_pixels) > int(max_pixels):
             raise ArgumentError(f"min_pixels ({min_pixels}) is larger than max_pixels ({max_pixels})")
         if engine not in ENGINES:
             raise ArgumentError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.min_pixels = int(min_pixels)
         self.max_pixels = int(max_pixels)
+        self.share_prefix = bool(share_prefix)
         self._decoder: Any = None
         self._decoder_lock = threading.Lock()
         super().__init__(base=base, compile=bool(compile), **kwargs)
@@ -73,7 +79,7 @@ class QwenVLModel(HFVisionLanguageModel):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
-                "engine": self.engine}
+                "engine": self.engine, "share_prefix": self.share_prefix and self.engine == "fast"}
 
     def _fast_decoder(self) -> Any:
         """The fast engine, made on first use (from the prefetch thread or the main one, hence the lock)."""
@@ -83,14 +89,31 @@ class QwenVLModel(HFVisionLanguageModel):
             if self._decoder is None or self._decoder.compile != self.compile:
                 self._decoder = StaticDecoder(self.model, compile=self.compile)
             self._decoder.full_batch = self.batch_size
+            self._decoder.share_prefix = self.share_prefix
             return self._decoder
 
-    def _stage(self, inputs: Any) -> dict[str, Any]:
-        # the fast engine's host work (M-RoPE index, filler rows, pinned pixels) goes where
-        # the processor runs: with prefetch, in its thread, while the GPU decodes the previous batch
+    def _shares_prefixes(self) -> bool:
+        return self.engine == "fast" and self.share_prefix
+
+    def _in_batch_order(self, ready: list[Any]) -> list[Any]:
+        """By length, except that the queries about the same images stay together (their prefill is
+        shared): groups by their longest prompt, each group's queries by length."""
+        if not self._shares_prefixes():
+            return super()._in_batch_order(ready)
+        groups: dict[tuple[str, ...], list[Any]] = {}
+        for p in ready:
+            groups.setdefault(tuple(p.query.images), []).append(p)
+        ordered = sorted(groups.values(), key=lambda g: max(p.length for p in g))
+        return [p for g in ordered for p in sorted(g, key=lambda p: p.length)]
+
+    def _stage(self, inputs: Any, chunk: list[Any]) -> dict[str, Any]:
+        # the fast engine's host work (M-RoPE index, filler rows, pinned pixels, the shared-prefix
+        # layout) goes where the processor runs: with prefetch, in its thread, while the GPU decodes
+        # the previous batch. A query's images are named by their paths: equal paths, equal pixels.
         if self.engine == "generate":
             return {}
-        return {"staged": self._fast_decoder().stage(inputs, self._tokenizer.pad_token_id)}
+        keys = [tuple(p.query.images) for p in chunk] if self._shares_prefixes() else None
+        return {"staged": self._fast_decoder().stage(inputs, self._tokenizer.pad_token_id, row_keys=keys)}
 
     def _new_tokens(self, inputs: Any, extra: dict[str, Any] | None = None) -> list[list[int]]:
         if self.engine == "generate":

@@ -7,7 +7,8 @@ imports it until an adapter is built, and building one without it installed is a
 How a batch runs (vLLM's documented offline API):
 
     llm = vllm.LLM(model=base, enable_lora=..., limit_mm_per_prompt={"image": k},
-                   mm_processor_kwargs={"min_pixels": ..., "max_pixels": ...}, load_format="safetensors", ...)
+                   mm_processor_kwargs={"min_pixels": ..., "max_pixels": ...}, load_format="safetensors",
+                   enable_prefix_caching=True, ...)
     outs = llm.generate([{"prompt": text, "multi_modal_data": {"image": [ref, query]}}, ...],
                         sampling_params=SamplingParams(...), lora_request=LoRARequest("adapter", 1, DIR))
 
@@ -16,6 +17,11 @@ The prompt text is rendered with the checkpoint's own chat template by the same
 parser. For Qwen2.5-VL the query image's model-input size comes from the resize rule
 (`qwen_frame.model_input_size`) with the same min/max pixels vLLM's processor is given,
 so boxes map back to image pixels exactly as on the transformers path.
+
+Prefix caching (`-M share_prefix`, on by default, as on the fast engine): vLLM keeps the
+keys and values of prompt blocks it has computed and reuses them for a later prompt that
+starts with the same tokens and images (its cache keys include the images' hashes), so
+the several questions MMAD asks about one image prefill their shared opening once.
 
 Weights are loaded with `load_format="safetensors"` (vLLM then refuses pickled
 checkpoints); adapters must be `adapter_model.safetensors` folders. Decoding settings:
@@ -65,7 +71,8 @@ class VLLMModel(LocalVLM):
     "llava-next", "generic"), dtype, min_pixels / max_pixels (Qwen2.5-VL), max_model_len,
     gpu_memory_utilization, max_lora_rank, and vLLM's own parallelism for models that do not fit one GPU:
     tensor_parallel_size, pipeline_parallel_size, data_parallel_size and distributed_executor_backend
-    (each passed to `vllm.LLM` as given; vLLM checks the combination and the GPUs it needs).
+    (each passed to `vllm.LLM` as given; vLLM checks the combination and the GPUs it needs),
+    share_prefix (vLLM's prefix caching).
     """
 
     name = "vllm"
@@ -85,6 +92,7 @@ class VLLMModel(LocalVLM):
         max_lora_rank: int = 64,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        share_prefix: bool = True,
         **kwargs: Any,
     ) -> None:
         require_vllm()  # before any other work: the user learns about the missing extra first
@@ -120,6 +128,7 @@ class VLLMModel(LocalVLM):
                 f"-M tensor_parallel_size / pipeline_parallel_size above 1 under a launch of {world.size} processes: "
                 "each adbench process answers its own share of the samples, so a model spread over several GPUs "
                 "runs in one adbench process (no torchrun) that vLLM spreads itself")
+        self.share_prefix = bool(share_prefix)
         self._llm: Any = None
         self._renderer: Any = None
         self._lora: Any = None
@@ -140,20 +149,26 @@ class VLLMModel(LocalVLM):
         from vllm.lora.request import LoRARequest
 
         self._max_images = max(n_images, 2)
+        kwargs = self.engine_kwargs(self._max_images)
+        if self.adapter:
+            self._lora = LoRARequest("adapter", 1, self.adapter)
+        self._llm = LLM(**kwargs)
+        return self._llm
+
+    def engine_kwargs(self, max_images: int) -> dict[str, Any]:
+        """The keyword arguments of `vllm.LLM` for prompts of up to `max_images` images."""
         kwargs: dict[str, Any] = dict(
             model=self.base, dtype=self.dtype, seed=self.decoding().seed, max_model_len=self.max_model_len,
             gpu_memory_utilization=self.gpu_memory_utilization, **self.parallel,
             trust_remote_code=self.trust_remote_code, load_format="safetensors",
-            limit_mm_per_prompt={"image": self._max_images},
+            limit_mm_per_prompt={"image": max_images}, enable_prefix_caching=self.share_prefix,
         )
         if self.family == "qwen2.5-vl" and (self.min_pixels or self.max_pixels):
             kwargs["mm_processor_kwargs"] = {k: v for k, v in (("min_pixels", self.min_pixels),
                                                                 ("max_pixels", self.max_pixels)) if v}
         if self.adapter:
             kwargs.update(enable_lora=True, max_lora_rank=self.max_lora_rank, max_loras=1)
-            self._lora = LoRARequest("adapter", 1, self.adapter)
-        self._llm = LLM(**kwargs)
-        return self._llm
+        return kwargs
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
         """Prompt text with the checkpoint's chat template (the processor's, else the tokenizer's)."""
@@ -256,6 +271,7 @@ class VLLMModel(LocalVLM):
             **super().config(), "backend": "vllm", "vllm": vllm.__version__, "dtype": self.dtype,
             "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_model_len": self.max_model_len,
             **self.parallel,
+            "share_prefix": self.share_prefix,
         }
 
     def close(self) -> None:

@@ -12,7 +12,9 @@ same model (the same modules, weights and LoRA layers) with its own loop:
    processor runs (the prefetch thread), so the GPU does not wait for it;
 2. one prefill forward writes the prompt's keys and values into a preallocated cache
    (`SlotCache`); the vision tower runs its windows as batched attention calls and the
-   text layers use grouped-query attention without copies (`kernels`);
+   text layers use grouped-query attention without copies (`kernels`). Rows that show the
+   same images (the questions about one image) have their common opening prefilled once
+   per group and copied into each row's slots (`prefix`, `share_prefix`);
 3. each decoding step is one forward of a single token per row followed by the choice
    of the next token (`pick`: repetition penalty, end-token ban, greedy or top-k-first
    sampling), captured as one CUDA graph with
@@ -30,10 +32,12 @@ from __future__ import annotations
 import inspect
 import sys
 from collections import deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from adbench.models.engines.fast.kernels import install_fast_attention
+from adbench.models.engines.fast.prefix import SharedPrefix, plan_shared_prefix
 from adbench.models.generation import GenerationConfig
 
 #: static cache lengths are rounded up to this, so prompts of similar length share a compiled step
@@ -180,15 +184,36 @@ class StagedBatch:
     real_rows: int
     position_ids: Any  # (3, batch, prompt_len)
     deltas: Any  # (batch,): next position = cache index + delta
-    pixel_values: Any = None
+    pixel_values: Any = None  # with `shared`: the images of the prefix rows only
     image_grid_thw: Any = None
+    #: the two-block layout when rows share their images' prefix (`prefix.plan_shared_prefix`), else None
+    shared: SharedPrefix | None = None
+
+
+def prefill_mask(attention: Any, padded: bool) -> Any:
+    """The (batch, 1, len, len) boolean mask of a left-padded prompt block (`attention`: its
+    boolean attention mask, on the device), or None when nothing is `padded` (known on the host).
+
+    Causal over each row's real tokens; a pad row attends to itself only (a fully masked
+    row would give NaN).
+    """
+    import torch
+
+    if not padded:
+        return None  # plain causal attention (SDPA's flash kernel)
+    length = attention.shape[1]
+    index = torch.arange(length, device=attention.device)
+    causal = index[None, :] <= index[:, None]
+    eye = torch.eye(length, dtype=torch.bool, device=attention.device)
+    return ((causal[None] & attention[:, None, :]) | eye[None])[:, None]
 
 
 class StaticDecoder:
     """Batched generation for a Qwen2.5-VL (or a PEFT model wrapping one) with the fast attention installed."""
 
     def __init__(self, model: Any, compile: bool = False, check_every: int = 16,
-                 bucket_batches: bool | None = None, full_batch: int | None = None) -> None:
+                 bucket_batches: bool | None = None, full_batch: int | None = None,
+                 share_prefix: bool = True) -> None:
         import torch
 
         self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -198,6 +223,9 @@ class StaticDecoder:
         self.kv_heads = int(text.num_key_value_heads)
         self.head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
         self.image_token_id = int(self.base.config.image_token_id)
+        self.merge = int(getattr(self.base.config.vision_config, "spatial_merge_size", 2))
+        #: prefill the common opening of rows that show the same images once (`stage`'s row_keys)
+        self.share_prefix = bool(share_prefix)
         params = inspect.signature(self.base.forward).parameters
         # transformers renamed `past_key_values` to `cache` (5.2x); take whichever this version has
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -222,8 +250,9 @@ class StaticDecoder:
 
     # ---------------------------------------------------------------- pieces
 
-    def _forward(self, **kwargs: Any) -> Any:
-        return self.base(**kwargs, **{self.cache_kw: self._cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
+    def _forward(self, cache: SlotCache | None = None, **kwargs: Any) -> Any:
+        cache = self._cache if cache is None else cache
+        return self.base(**kwargs, **{self.cache_kw: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
 
     def _decode_step(self, tokens: Any, valid: Any, deltas: Any, history: Any, noise: Any, ban: Any,
                      eos_columns: Any, sampling: Sampling) -> Any:
@@ -331,9 +360,12 @@ class StaticDecoder:
         return self.base.model.get_rope_index(ids, types, image_grid_thw=None if grid is None else grid.cpu(),
                                               attention_mask=inputs["attention_mask"].cpu())
 
-    def stage(self, inputs: Any, pad_id: int) -> StagedBatch:
+    def stage(self, inputs: Any, pad_id: int, row_keys: Sequence[Hashable | None] | None = None) -> StagedBatch:
         """The host-side preparation of a processor output (left-padded batch, CPU tensors).
 
+        `row_keys`: per row, what identifies the images it shows (the adapter passes the
+        image paths); with `share_prefix`, rows with equal keys share the prefill of their
+        common opening (`prefix.plan_shared_prefix`). None: every row is prefilled alone.
         Thread-safe (it reads the model's configuration and parameters' dtype and device
         only), so an adapter runs it in its prefetch thread while the previous batch decodes.
         """
@@ -342,25 +374,67 @@ class StaticDecoder:
             inputs = pad_rows(inputs, bucket_rows(real_rows, self.full_batch), pad_id)
         param = next(self.base.parameters())
         position_ids, deltas = self.rope_index(inputs)
-        attention = inputs["attention_mask"].cpu()
-        # get_rope_index's deltas count from the row's real tokens: a left-padded row's next
-        # position is (cache index - its padding) + delta, as generate computes it
-        padding = attention.shape[1] - attention.sum(dim=1)
+        ids, attention = inputs["input_ids"].cpu(), inputs["attention_mask"].cpu()
+        grid = inputs.get("image_grid_thw")
+        grid = None if grid is None else grid.cpu()
         pixels = inputs.get("pixel_values")
+        shared = None
+        if self.share_prefix and row_keys is not None:
+            keys = list(row_keys) + [None] * (ids.shape[0] - len(row_keys))  # filler rows share nothing
+            shared = plan_shared_prefix(ids, attention, position_ids, keys, self.image_token_id, pad_id, grid,
+                                        self.merge)
+        # get_rope_index's deltas count from the row's real tokens: a padded row's next position is
+        # (cache index - its padding columns) + delta, as generate computes it for left padding
+        prompt_len = ids.shape[1] if shared is None else shared.prompt_len
+        padding = prompt_len - attention.sum(dim=1)
         if pixels is not None:
-            pixels = pixels.cpu().to(param.dtype)
+            pixels = pixels.cpu()
+            if shared is not None:  # the prefix pass sees each group's images once
+                pixels, grid = pixels.index_select(0, shared.patch_index), grid.index_select(0, shared.image_index)
+            pixels = pixels.to(param.dtype)
             if param.device.type == "cuda":  # page-locked: the copy to the GPU runs asynchronously
                 pixels = pixels.pin_memory()
-        grid = inputs.get("image_grid_thw")
-        return StagedBatch(input_ids=inputs["input_ids"].cpu(), attention_mask=attention, real_rows=real_rows,
-                           position_ids=position_ids, deltas=deltas.view(-1) - padding, pixel_values=pixels,
-                           image_grid_thw=None if grid is None else grid.cpu())
+        return StagedBatch(input_ids=ids, attention_mask=attention, real_rows=real_rows, position_ids=position_ids,
+                           deltas=deltas.view(-1) - padding, pixel_values=pixels, image_grid_thw=grid, shared=shared)
 
     def _announce(self, batch: int, max_len: int) -> None:
         if self.compile and (batch, max_len) not in self._compiled_shapes:
             self._compiled_shapes.add((batch, max_len))
             print(f"adbench: compiling the decoding step for {batch} rows x {max_len} cached tokens "
                   "(once per shape, about a minute on a GPU)", file=sys.stderr, flush=True)
+
+    def _prefill_shared(self, shared: SharedPrefix, cache: SlotCache, valid: Any, mm: dict[str, Any], dtype: Any,
+                        device: Any) -> Any:
+        """Prefill in the two-block layout (`prefix`): each group's prefix once, copied into its rows'
+        slots, then every row's own tokens over it. Fills `valid`'s prompt columns; returns the
+        last prompt token's logits per row."""
+        import torch
+
+        groups = shared.groups.to(device, non_blocking=True)
+        n_groups, width_p = shared.prefix_ids.shape
+        prefix_valid = shared.prefix_mask.to(device, non_blocking=True).bool()
+        once = SlotCache(self.layers, n_groups, self.kv_heads, width_p, self.head_dim, dtype, device)
+        mask = prefill_mask(prefix_valid, not bool(shared.prefix_mask.all()))
+        self._forward(cache=once, input_ids=shared.prefix_ids.to(device, non_blocking=True),
+                      position_ids=shared.prefix_positions.to(device, non_blocking=True),
+                      attention_mask={"full_attention": mask, "sliding_attention": mask}, **mm)
+        for layer in range(self.layers):
+            cache.keys[layer][:, :, :width_p] = once.keys[layer].index_select(0, groups)
+            cache.values[layer][:, :, :width_p] = once.values[layer].index_select(0, groups)
+        del once
+        batch, width_s = shared.suffix_ids.shape
+        suffix_valid = shared.suffix_mask.to(device, non_blocking=True).bool()
+        valid[:, :width_p] = prefix_valid.index_select(0, groups)
+        valid[:, width_p:width_p + width_s] = suffix_valid
+        # a suffix token sees its row's prefix and the suffix tokens up to itself; a pad sees itself
+        index = torch.arange(width_s, device=device)
+        causal = (index[None, :] <= index[:, None])[None] & suffix_valid[:, None, :]
+        causal |= torch.eye(width_s, dtype=torch.bool, device=device)[None]
+        mask = torch.cat([valid[:, None, :width_p].expand(batch, width_s, width_p), causal], dim=-1)[:, None]
+        cache.pos.fill_(width_p)
+        return self._forward(input_ids=shared.suffix_ids.to(device, non_blocking=True),
+                             position_ids=shared.suffix_positions.to(device, non_blocking=True),
+                             attention_mask={"full_attention": mask, "sliding_attention": mask})
 
     # ---------------------------------------------------------------- generation
 
@@ -379,43 +453,43 @@ class StaticDecoder:
             staged = inputs if isinstance(inputs, StagedBatch) else self.stage(inputs, pad_id)
         device = next(self.base.parameters()).device
         dtype = next(self.base.parameters()).dtype
-        batch, prompt_len = staged.input_ids.shape
+        batch, input_len = staged.input_ids.shape
+        shared = staged.shared
+        prompt_len = input_len if shared is None else shared.prompt_len  # cache columns of the prompts
         max_len = _round_up(prompt_len + max_new_tokens, LENGTH_BUCKET)
         cache = self._cache_for(batch, max_len, dtype, device)
         self._announce(batch, max_len)
         clock = _Clock(device)
         with torch.inference_mode():
             ids = staged.input_ids.to(device, non_blocking=True)
-            attention = staged.attention_mask.to(device, non_blocking=True).bool()
             valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
-            valid[:, :prompt_len] = attention
             deltas = staged.deltas.to(device, non_blocking=True).view(1, batch, 1)
             eos = torch.tensor(sorted(eos_ids), device=device)
             cache.pos.zero_()
-            prefill_mask = None  # no padding: plain causal attention (SDPA's flash kernel)
-            if not bool(staged.attention_mask.all()):
-                index = torch.arange(prompt_len, device=device)
-                causal = index[None, :] <= index[:, None]
-                # pad rows may attend to themselves only: a fully masked row would give NaN
-                prefill_mask = ((causal[None] & attention[:, None, :])
-                                | torch.eye(prompt_len, dtype=torch.bool, device=device)[None])[:, None]
             mm: dict[str, Any] = {}
             if staged.pixel_values is not None:
                 mm = dict(pixel_values=staged.pixel_values.to(device, dtype, non_blocking=True),
                           image_grid_thw=staged.image_grid_thw.to(device))
             with record_function("adbench.prefill"):
-                logits = self._forward(input_ids=ids, position_ids=staged.position_ids.to(device, non_blocking=True),
-                                       attention_mask={"full_attention": prefill_mask,
-                                                       "sliding_attention": prefill_mask}, **mm)
+                if shared is None:
+                    attention = staged.attention_mask.to(device, non_blocking=True).bool()
+                    valid[:, :prompt_len] = attention
+                    mask = prefill_mask(attention, not bool(staged.attention_mask.all()))
+                    positions = staged.position_ids.to(device, non_blocking=True)
+                    logits = self._forward(input_ids=ids, position_ids=positions,
+                                           attention_mask={"full_attention": mask, "sliding_attention": mask}, **mm)
+                else:
+                    logits = self._prefill_shared(shared, cache, valid, mm, dtype, device)
             cache.pos.fill_(prompt_len)
             clock.mark("prefill")
             vocab = logits.shape[-1]
             eos_columns = torch.zeros(vocab, dtype=torch.bool, device=device)
             eos_columns[eos] = True
             banned, allowed = (torch.tensor(flag, device=device) for flag in (True, False))
-            # the ids the repetition penalty counts: the prompt (padding included, as in generate), then
-            # each new token in its column; columns not written yet repeat a prompt token (no effect)
-            history = torch.cat([ids, ids[:, -1:].expand(batch, max_len - prompt_len)], dim=1)
+            # the ids the repetition penalty counts: the left-padded prompt (its padding included, as in
+            # generate, whatever the cache layout), then each new token in its column; columns not
+            # written yet repeat a prompt token (no effect)
+            history = torch.cat([ids, ids[:, -1:].expand(batch, max_len - input_len)], dim=1)
             out = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
             finished = torch.zeros(batch, dtype=torch.bool, device=device)
             finished[staged.real_rows:] = True  # filler rows must not keep the loop going
@@ -434,7 +508,7 @@ class StaticDecoder:
                     cache.pos.add_(1)
                 nxt = torch.where(finished, pad_id, nxt)
                 out[:, step] = nxt
-                history[:, prompt_len + step] = nxt
+                history[:, input_len + step] = nxt
                 finished |= torch.isin(nxt, eos)
                 steps = step + 1
                 if steps == max_new_tokens or (steps % self.check_every == 0 and bool(finished.all())):
@@ -442,7 +516,10 @@ class StaticDecoder:
                 tokens.copy_(nxt[:, None])
             clock.mark("decode")
         kept = out[: staged.real_rows, :steps].tolist()
-        self.last_timing = dict(batch=batch, prompt_len=prompt_len, cache_len=max_len, steps=steps, **clock.ms())
+        self.last_timing = dict(batch=batch, prompt_len=input_len, cache_len=max_len, steps=steps, **clock.ms())
+        if shared is not None:  # how much of the prompts was prefilled once per group
+            self.last_timing.update(groups=shared.n_groups, prefix_len=int(shared.prefix_ids.shape[1]),
+                                    suffix_len=int(shared.suffix_ids.shape[1]))
         self.timings.append(self.last_timing)
         result = []
         for row in kept:
