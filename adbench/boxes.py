@@ -2,7 +2,8 @@
 
 Boxes are `Box(x1, y1, x2, y2)` in pixel coordinates of one frame: either the
 original image or a model's resized input. `scale_boxes` moves them between frames;
-`giou_matrix` and `match_boxes` are what the AD-FM localization reward is built on.
+`giou_matrix`, `match_boxes` and `mean_matched_giou` are what the AD-FM localization
+reward is built on, and what `adbench.results.box_quality` reports (with `iou_matrix`).
 
 torchvision's `generalized_box_iou` has no epsilon and assumes x1 < x2, y1 < y2, so
 every box passes through `sanitize` first: inverted corners are swapped and a
@@ -49,16 +50,26 @@ def clip_boxes(boxes: Sequence[Box], size: tuple[int, int]) -> list[Box]:
             for b in boxes]
 
 
-def giou_matrix(pred: Sequence[Box], gt: Sequence[Box]) -> np.ndarray:
-    """GIoU between every predicted and every ground-truth box, shape (len(pred), len(gt))."""
+def _pairwise(op: str, pred: Sequence[Box], gt: Sequence[Box]) -> np.ndarray:
+    """torchvision's `box_iou` or `generalized_box_iou` of sanitized boxes, shape (len(pred), len(gt))."""
     if not pred or not gt:
         return np.zeros((len(pred), len(gt)))
     import torch
-    from torchvision.ops import generalized_box_iou
+    import torchvision.ops
 
     a = torch.tensor([sanitize(b).as_tuple() for b in pred], dtype=torch.float64)
     b = torch.tensor([sanitize(b).as_tuple() for b in gt], dtype=torch.float64)
-    return generalized_box_iou(a, b).numpy()
+    return getattr(torchvision.ops, op)(a, b).numpy()
+
+
+def giou_matrix(pred: Sequence[Box], gt: Sequence[Box]) -> np.ndarray:
+    """GIoU between every predicted and every ground-truth box, shape (len(pred), len(gt))."""
+    return _pairwise("generalized_box_iou", pred, gt)
+
+
+def iou_matrix(pred: Sequence[Box], gt: Sequence[Box]) -> np.ndarray:
+    """IoU between every predicted and every ground-truth box, shape (len(pred), len(gt))."""
+    return _pairwise("box_iou", pred, gt)
 
 
 def match_boxes(pred: Sequence[Box], gt: Sequence[Box]) -> list[tuple[int, int, float]]:
@@ -73,3 +84,9 @@ def match_boxes(pred: Sequence[Box], gt: Sequence[Box]) -> list[tuple[int, int, 
     g = giou_matrix(pred, gt)
     rows, cols = linear_sum_assignment(1.0 - g)
     return [(int(i), int(j), float(g[i, j])) for i, j in zip(rows, cols)]
+
+
+def mean_matched_giou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
+    """Mean GIoU over the Hungarian matching on 1 - GIoU; 0 when either side is empty (the paper's r_loc term)."""
+    pairs = match_boxes(pred, gt)
+    return float(np.mean([g for _, _, g in pairs])) if pairs else 0.0

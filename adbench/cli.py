@@ -4,10 +4,11 @@
     adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--metric strict|mmad] [--format markdown|csv|latex] [--out FILE]
-    adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets|categories|qtypes [RUN_DIR...]
+    adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets|categories|qtypes|boxes [RUN_DIR...]
                         [--reference paper]
                         [--compare MODEL] [--ci] [--metric strict|mmad] [--format ...] [--out FILE]
     adbench report RUN_DIR [--out FILE.html]
+    adbench plot RUN_DIR|TRAIN_DIR... [--out DIR] [--format svg|png]
     adbench data demo [--out DIR]
     adbench data check [--data-root DIR] [--datasets NAME...]
     adbench data boxes [--data-root DIR] [--datasets NAME...] [--kernel K] [--min-area A]
@@ -88,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the table to this file instead of stdout")
     p.add_argument("--layout", help="table1 (MMAD binary per dataset), table2 (cross-dataset), table3 (question "
                    "types), table4 (ablation), mmad (MMAD's summary, all question types), datasets (one column per dataset; "
-                   "the default with --compare/--ci), categories (one per dataset/category) or qtypes (one per "
-                   "question type of the runs)")
+                   "the default with --compare/--ci), categories (one per dataset/category), qtypes (one per "
+                   "question type of the runs) or boxes (the quality of the boxes a model wrote, per dataset)")
     p.add_argument("--reference", choices=["paper"], help="add the published rows of the layout's paper table")
     p.add_argument("--compare", metavar="MODEL", help="add difference columns against this row (a run's label or "
                    "a published model, e.g. GPT-4.1); McNemar's test where both are runs on the same samples")
@@ -106,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="HTML file (default RUN_DIR/report.html)")
     p.add_argument("--thumb", type=int, default=256, help="thumbnail size in pixels (longest side, default 256)")
     p.add_argument("--per-page", type=int, default=50, help="samples per page (default 50)")
+
+    p = sub.add_parser("plot", help="figures as files: a run's ROC curves, score histograms, per-category accuracy "
+                       "and confusion matrices; a training's reward, KL and loss curves")
+    p.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR|TRAIN_DIR",
+                   help="run directories and/or training folders (the --out of `adbench train`)")
+    p.add_argument("--out", type=Path, default=Path("plots"), help="folder for the figures (default ./plots); "
+                   "one subfolder per run or training")
+    p.add_argument("--format", default="svg", choices=["svg", "png"], help="file format (default svg)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the category intervals "
+                   "(default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
     p = sub.add_parser("data", help="datasets: demo suite, checks, pseudo boxes")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -268,6 +280,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from adbench.plots import write_run_plots
+    from adbench.store import RunStore
+
+    for path in args.paths:
+        store = RunStore(path)
+        if store.results_path.exists() or store.samples_path.exists():  # a run (without results.json: says so)
+            written = write_run_plots(path, args.out, args.format, n_resamples=args.resamples, seed=args.seed)
+        else:
+            written = _training("plot_training")(path, args.out, args.format)
+        for w in written:
+            print(w)
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         return cmd_data_check(args)
@@ -409,6 +436,7 @@ COMMANDS = {
     "score": cmd_score,
     "leaderboard": cmd_leaderboard,
     "report": cmd_report,
+    "plot": cmd_plot,
     "data": cmd_data,
     "demo": cmd_demo,
     "train": cmd_train,

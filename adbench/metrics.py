@@ -72,6 +72,17 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float(roc_auc_score(y, _finite(scores, "AUROC")))
 
 
+def roc_points(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve (false positive rate, true positive rate), from (0, 0) to (1, 1); needs both classes."""
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(labels)
+    if len(np.unique(y)) < 2:
+        raise MetricError("a ROC curve needs both normal and anomalous samples")
+    fpr, tpr, _ = roc_curve(y, _finite(scores, "a ROC curve"))
+    return fpr, tpr
+
+
 def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
     """The threshold that maximises Youden's J = TPR - FPR (decision: anomalous if score >= t).
 

@@ -562,7 +562,8 @@ def _progress(spec: RunSpec, total: int, initial: int) -> Any:
 
 #: results.json keys build_results derives itself; any other key a results.json carries is kept on rescoring.
 DERIVED_KEYS = frozenset({"task", "model", "run_id", "metrics", "counts", "usage", "rules", "threshold_rule",
-                          "score_is_probability", "complete", "stopped", "budget", "failures", "cells", "scored_by"})
+                          "score_is_probability", "complete", "stopped", "budget", "failures", "cells", "scored_by",
+                          "boxes"})
 #: How many distinct error texts results.json lists (most frequent first).
 TOP_ERRORS = 3
 

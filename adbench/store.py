@@ -161,6 +161,7 @@ _CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 _RESULTS_FIELDS: dict[str, type | tuple[type, ...]] = {
     "task": str, "model": str, "metrics": dict, "counts": dict, "rules": dict, "usage": dict, "complete": bool,
+    "boxes": dict,
 }
 
 

@@ -63,6 +63,25 @@ def mini_all_task() -> QuestionTask:
     return QuestionTask("mini-all", "test suite, all questions", read_mmad)
 
 
+class PathScorer(Model):
+    """Scores read off the image path: normal image i -> 0.1 i, anomalous i -> 0.45 + 0.1 i, calibration
+    (support) images 0.5: thresholds and decisions that can be worked out by hand."""
+
+    name = "path-scorer"
+    output = OutputKind.SCORE
+    score_is_probability = True
+
+    def predict(self, queries: Sequence[Query]) -> list[Response]:
+        out = []
+        for q in queries:
+            i = int(Path(q.image).stem)
+            if "/train/good/" in q.image:
+                out.append(Response(score=0.5))
+            else:
+                out.append(Response(score=0.1 * i if "/image/good/" in q.image else 0.45 + 0.1 * i))
+        return out
+
+
 class SlowModel(Model):
     """Answers like `chance` but takes `delay` seconds per query: room for a kill -9."""
 

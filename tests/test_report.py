@@ -188,3 +188,67 @@ def test_report_filters_and_pages(report, tmp_path):
     assert attr(dom, "page-info", "data-page") == "2"
     page2 = [re.search(r'data-id="([^"]+)"', c).group(1) for c in cards(dom)]
     assert page2 == [r["id"] for r in records][50:]
+
+
+def figures_of(dom: str) -> dict[str, dict[str, int]]:
+    """Each inline figure's measured size and number of drawn elements, as the page's script recorded them."""
+    out = {}
+    for tag in re.findall(r'<figure class="plot"[^>]*>', dom):
+        name = re.search(r'data-plot="([^"]+)"', tag).group(1)
+        out[name] = {k: int(re.search(rf'data-{k}="(\d+)"', tag).group(1)) for k in ("width", "height", "drawn")}
+    return out
+
+
+def test_report_figures_and_box_quality_render_in_chromium(report, tmp_path, capsys):
+    dom = render_dom(report["html"], "", tmp_path)
+    figs = figures_of(dom)
+    assert set(figs) == {"categories", "confusion"}  # a text model: no ROC or score histograms
+    for name, f in figs.items():
+        assert f["width"] > 200 and f["height"] > 100 and f["drawn"] > 20, (name, f)
+    assert attr(dom, "plots-status", "data-total") == "2" and attr(dom, "plots-status", "data-rendered") == "2"
+    assert "Defect Classification" in dom.split('data-plot="confusion"')[1].split("</figure>")[0]
+    # box quality: the `leaderboard --layout boxes` figures of this run, in the summary
+    assert main(["leaderboard", "--layout", "boxes", str(report["run_dir"]), "--format", "csv"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.splitlines()[1:]]
+    table = dom.split('id="box-quality"')[1].split("</table>")[0]
+    shown = [re.findall(r"<td>([^<]*)</td>", tr) for tr in table.split("<tr")[2:]]
+    assert shown == [[r[2], *r[3:8]] for r in rows] and [r[0] for r in shown] == ["DS-A", "DS-B", "average"]
+
+
+@pytest.fixture(scope="module")
+def score_report(tmp_path_factory):
+    base = tmp_path_factory.mktemp("score-report")
+    data = write_mini_mmad(base / "data", n_good=4, n_bad=4)
+    run_dir = run(RunSpec(model="report-scorer", task="report-mini-binary", data_root=data, out=base / "runs",
+                          progress=False)).run_dir
+    out = base / "report.html"
+    assert main(["report", str(run_dir), "--out", str(out)]) == 0
+    return {"html": out, "run_dir": run_dir}
+
+
+registry.register_model("report-scorer", "tests.helpers:PathScorer", "test score model")
+registry.register_task("report-mini-binary", "tests.helpers:mini_binary_task", "mini suite, yes/no")
+
+
+def test_score_model_cards_show_score_threshold_and_decision(score_report, tmp_path):
+    dom = render_dom(score_report["html"], "", tmp_path)
+    page = {re.search(r'data-id="([^"]+)"', c).group(1): c for c in cards(dom)}
+    assert len(page) == 32
+    for sid, html in page.items():
+        assert "answer:" not in html and "gold:" not in html  # no "answer: -" that reads like a failure
+        i = int(sid.split("/")[-1].split(".")[0].split(":")[0])
+        if "/good/" in sid:  # normal image i scores 0.1 i; each category's calibrated threshold is 0.5
+            want = ("score: " + (f"{0.1 * i:.4f}" if i else "0.000") + " · threshold", "decision: normal",
+                    "truth: normal", "correct")
+        else:  # anomalous i scores 0.45 + 0.1 i: "> 0.5" misses the first one
+            want = (f"score: {0.45 + 0.1 * i:.4f} · threshold", "decision: " + ("normal" if i == 0 else "anomalous"),
+                    "truth: anomalous", "wrong" if i == 0 else "correct")
+        text = re.sub(r"<[^>]+>", "", html)
+        assert "threshold: 0.5000 (calibrated)" in text, text
+        for w in want:
+            assert w in text, (w, text)
+    figs = figures_of(dom)
+    assert set(figs) == {"categories", "confusion", "roc", "scores"}
+    assert all(f["width"] > 200 and f["height"] > 100 and f["drawn"] > 20 for f in figs.values()), figs
+    assert attr(dom, "plots-status", "data-rendered") == "4"
+    assert 'id="box-quality"' not in dom  # a score model writes no boxes

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
+import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -14,6 +18,7 @@ import pytest
 from PIL import Image
 
 from adbench.models.presets.adfm import TRAINING_METADATA, trained_defaults
+from adbench.training.console import score_command
 from adbench.training.lora import LANGUAGE_LINEAR, VISION_PATTERN, LoraTargetError, assert_vision_frozen
 from adbench.training.recipes import load_recipe
 from adbench.training.resume import RECIPE_RECORD
@@ -80,6 +85,38 @@ def test_grpo_logged_its_steps_and_rewards(trained):
                                          "this_session": FIRST_STEPS}
 
 
+def test_training_prints_its_phases(trained):
+    """Without progress: one header per phase, in order, and no step lines."""
+    out = trained.out
+    headers = [x for x in trained.console.splitlines() if x.startswith("== ")]
+    assert headers == [
+        f"== base: building the tiny random Qwen2.5-VL -> {out / 'base'} ==",
+        f"== warm-up: supervised fine-tuning (TRL SFTTrainer) on the ideal replies of 12 samples, 40 steps -> "
+        f"{out / 'base-sft'} ==",
+        f"== GRPO (TRL GRPOTrainer): {FIRST_STEPS} steps; 4 completions per prompt, reward r_format + r_cls + r_loc ==",
+    ]
+    assert "step 1/" not in trained.console
+
+
+def test_plot_training_curves(trained, tmp_path):
+    """`adbench plot TRAIN_DIR`: reward (and each reward function), KL and loss per GRPO step."""
+    from xml.etree import ElementTree
+
+    from adbench.training.logs import training_history
+
+    history, source = training_history(trained.out)
+    assert source == trained.adapter / TRAINING_METADATA and history == trained.metadata["log_history"]
+    proc = _cli("plot", str(trained.out), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path = Path(proc.stdout.strip())
+    assert path == tmp_path / "training_train-tiny" / "training.svg"
+    svg = path.read_text()
+    ElementTree.fromstring(svg)
+    for text in ("reward", "r_format", "r_cls", "r_loc", "KL to the reference model", "loss", "step"):
+        assert f">{text}<" in svg or f"> {text}<" in svg or text in svg, text
+    assert "not logged" not in svg  # the tiny recipe's beta > 0: KL is logged
+
+
 def test_all_linear_lora_reaches_the_vision_tower_and_is_refused():
     """The assertion can fail: peft's all-linear adapts vision MLPs (same names as the LLM's)."""
     from peft import LoraConfig, get_peft_model
@@ -102,8 +139,11 @@ def test_adfm_defaults_come_from_the_training_metadata(trained, tmp_path):
 
 
 def test_adbench_run_scores_the_trained_adapter(trained, tmp_path):
-    proc = _cli("run", "--model", "adfm", "-M", f"adapter={trained.adapter}", "--task", "demo-binary",
-                "--data-root", str(trained.data_root), "--out", str(tmp_path), "--limit", "6", "--no-progress")
+    """The command `adbench train` ends with, run as printed (plus a subset and an output folder)."""
+    command = score_command(trained.metadata, trained.adapter)
+    assert command == (f"adbench run --model adfm -M adapter={trained.adapter} --task demo-binary -T split=eval "
+                       f"-T shots=1 --data-root {trained.data_root}")
+    proc = _cli(*shlex.split(command)[1:], "--out", str(tmp_path), "--limit", "6", "--no-progress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = Path(proc.stdout.strip().splitlines()[-1])
     config = json.loads((run_dir / "config.json").read_text())
@@ -126,9 +166,21 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert (out / "checkpoints" / f"checkpoint-{FIRST_STEPS}").is_dir()
     adapter_before = (out / "adapter" / "adapter_model.safetensors").read_bytes()
     proc = _cli("train", "--recipe", "tiny", "--set", f"grpo.max_steps={FIRST_STEPS + 1}", "--out", str(out),
-                "--data-root", str(tiny_training().data_root), "--no-progress")
+                "--data-root", str(tiny_training().data_root))  # with progress: the bar and step lines
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from step 2" in proc.stderr
+    err = proc.stderr
+    assert f"== warm-up: done in an earlier run, using {out / 'base-sft'} ==" in err
+    assert "== GRPO (TRL GRPOTrainer): 3 steps, resuming from step 2 (checkpoint-2); 4 completions per prompt" in err
+    # the bar starts at the checkpoint's step with the run's total (tqdm prints 2/3 before the first new step)
+    bar = [x for x in re.split(r"[\r\n]", err) if x.startswith("GRPO:")]
+    assert bar and re.match(r"GRPO: +67%\|.*\| 2/3 \[", bar[0]) and re.match(r"GRPO: 100%\|.*\| 3/3 \[", bar[-1])
+    assert not any(re.search(r"\| [01]/3 ", x) for x in bar)
+    (step,) = [x for x in err.splitlines() if x.startswith("step ")]  # one line per logged step of this session
+    assert re.fullmatch(r"step 3/3  loss \S+  reward \S+ \(r_cls \S+, r_format \S+, r_loc \S+\)  KL \S+  "
+                        r"lr \S+", step), step
+    assert err.splitlines()[-1] == f"adapter: {out / 'adapter'}; score it with: " + score_command(
+        json.loads((out / "adapter" / TRAINING_METADATA).read_text()), out / "adapter")
     meta = json.loads((out / "adapter" / TRAINING_METADATA).read_text())
     assert meta["steps"]["global_step"] == FIRST_STEPS + 1
     assert meta["steps"]["resumed_from"].endswith(f"checkpoint-{FIRST_STEPS}")
@@ -267,6 +319,34 @@ def test_resume_sets_aside_checkpoints_a_kill_left_incomplete(tmp_path):
     assert meta["steps"]["resumed_from"].endswith(f"checkpoint-{FIRST_STEPS}")
     assert sorted(p.name for p in ckpts.iterdir() if p.is_dir()) == ["checkpoint-2", "checkpoint-3"]
     assert json.loads((ckpts / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+
+TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+
+
+@pytest.mark.skipif(TENSORBOARD, reason="tensorboard is installed: its logging is tested instead")
+def test_tensorboard_without_tensorboard_is_one_line(tmp_path):
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail("tensorboard is not installed: CI installs adbench[dev], which includes it")
+    proc = _cli("train", "--recipe", "tiny", "--set", "grpo.report_to=[tensorboard]", "--print-config")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "grpo.report_to: tensorboard is not installed; pip install 'adbench[tensorboard]'" in proc.stderr
+
+
+@pytest.mark.skipif(not TENSORBOARD, reason="tensorboard not installed (pip install 'adbench[tensorboard]')")
+def test_tensorboard_logs_the_grpo_steps(tmp_path):
+    """`--set grpo.report_to=[tensorboard]` (a bookkeeping key: allowed on resume) writes TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = copy_training(tmp_path / "tiny")
+    proc = _cli(*_train_args(out, f"grpo.max_steps={FIRST_STEPS + 1}", "grpo.report_to=[tensorboard]"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (logdir,) = (out / "checkpoints" / "runs").iterdir()
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/reward", "train/kl", "train/loss", "train/rewards/r_cls/mean"} <= tags
+    assert [e.step for e in events.Scalars("train/reward")] == [FIRST_STEPS + 1]
 
 
 def test_train_cli_errors_name_the_problem(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import shutil
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class TinyTraining:
     adapter: Path
     data_root: Path
     metadata: dict[str, Any]
+    console: str  # what training printed on stderr (progress off: the phase headers)
 
 
 @contextlib.contextmanager
@@ -58,9 +60,10 @@ def tiny_training() -> TinyTraining:
 
     assets = tiny_assets()
     out = assets.root / "train-tiny"
-    with session_cache_home(assets.root):
+    printed = io.StringIO()
+    with session_cache_home(assets.root), contextlib.redirect_stderr(printed):
         result = train("tiny", out, [f"grpo.max_steps={FIRST_STEPS}"], data_root=assets.data_root, progress=False)
-    return TinyTraining(out, result.adapter, assets.data_root, result.metadata)
+    return TinyTraining(out, result.adapter, assets.data_root, result.metadata, printed.getvalue())
 
 
 def copy_training(dest: Path, with_checkpoints: bool = True) -> Path:

@@ -7,11 +7,13 @@
     tables --writer--> markdown / csv / latex; published rows from reference (data: published/*.json)
 
 Modules: `verdicts` (model kind, threshold rules, right/wrong per record), `engine`
-(cells and figure nodes), `scoring` (results.json's figures), `layouts` (the tables'
+(cells and figure nodes), `scoring` (results.json's figures), `box_quality` (the boxes'
+recall, precision, IoU and GIoU: results.json's `boxes`), `layouts` (the tables'
 columns as data over the engine), `runs` (a run directory read for a table), `status`
 (failed / incomplete marks), `tables` (rows, intervals, comparisons), `writer` (the one
-renderer), `reference` (the published tables), `report` (the HTML page, a Jinja2
-template in templates/).
+renderer), `reference` (the published tables), `figures` (the numbers behind the
+pictures `adbench.plots` draws), `report` (the HTML page, a Jinja2 template in
+templates/).
 """
 
 from adbench.results.engine import METRICS, mmad_qtype

@@ -17,7 +17,10 @@ or one dataset's category:
 - `categories`: one column per dataset/category of the runs, each the category's
   accuracy (the mean over its question types);
 - `qtypes`: one column per question type of the runs (under `--metric mmad`, MMAD's
-  pooled types), each averaged over the run's datasets.
+  pooled types), each averaged over the run's datasets;
+- `boxes`: not accuracies but the quality of the boxes a model wrote
+  (`adbench.results.box_quality`): a row per run and dataset plus the run's average,
+  a column per figure, read from results.json's `boxes`; no Avg. column.
 
 `Avg.` is the mean of the columns a run has a figure for (the paper's averages are the
 means of their rows' columns). A column's figure is an engine node (`column_nodes`),
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from adbench.errors import UserError
+from adbench.results.box_quality import IOU_THRESHOLD
 from adbench.results.engine import NO_FIGURE, Mean, Node, Plan
 from adbench.schema import ANOMALY_DETECTION, MMAD_POOLED, OBJECT_ANALYSIS, QUESTION_TYPES
 
@@ -82,10 +86,11 @@ class Layout:
     descriptors: tuple[str, ...] = ()
     reference: str | None = None  # the published table with these columns
     by_dataset: bool = True  # columns are datasets (a run's other datasets are reported as left out)
+    accuracy: bool = True  # the figures are accuracies under a metric, with an Avg. column (not `boxes`)
 
     @property
     def column_names(self) -> list[str]:
-        return [c.name for c in self.columns] + [AVERAGE]
+        return [c.name for c in self.columns] + ([AVERAGE] if self.accuracy else [])
 
 
 def _dataset_columns(names: Sequence[str]) -> tuple[Column, ...]:
@@ -112,6 +117,14 @@ LAYOUTS: dict[str, Layout] = {
 }
 #: Layouts whose columns come from the runs shown.
 RUN_LAYOUTS = ("datasets", "categories", "qtypes")
+
+#: results.json `boxes` figure -> its column in the `boxes` layout, in order.
+BOX_COLUMNS = {"recall": f"Recall@{IOU_THRESHOLD:g} %", "precision": f"Precision@{IOU_THRESHOLD:g} %",
+               "mean_best_iou": "best IoU", "mean_giou": "GIoU (Hungarian)", "normal_no_box": "normal: no box %"}
+BOXES = Layout("boxes", f"Box quality against the GT boxes (IoU threshold {IOU_THRESHOLD:g})",
+               tuple(Column(name, None, None) for name in BOX_COLUMNS.values()), ("Dataset",),
+               by_dataset=False, accuracy=False)
+#: The accuracy layouts (every one takes --ci, --compare and --metric); `boxes` is apart.
 LAYOUT_NAMES = (*LAYOUTS, *RUN_LAYOUTS)
 
 
@@ -145,8 +158,10 @@ def get_layout(name: str, results: Sequence[dict[str, Any]] = (), metric: str = 
         return categories_layout(results)
     if name == "qtypes":
         return qtypes_layout(results, metric)
+    if name == BOXES.name:
+        return BOXES
     if name not in LAYOUTS:
-        raise LayoutError(f"unknown layout {name!r}: use one of {', '.join(LAYOUT_NAMES)}")
+        raise LayoutError(f"unknown layout {name!r}: use one of {', '.join((*LAYOUT_NAMES, BOXES.name))}")
     return LAYOUTS[name]
 
 

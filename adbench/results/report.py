@@ -19,7 +19,14 @@ A missing image becomes a placeholder naming the file.
 Which samples are right, a score model's decisions and thresholds, and the summary's
 figures are the engine's (`adbench.results`): the summary is results.json's, the
 per-sample verdicts come from judging the records again as results.json says they were
-judged.
+judged. A score model's card shows its score, the threshold its headline rule applied
+and the decision, where a text model's shows the answer and the gold letter.
+
+Below the summary: the quality of the boxes the model wrote (results.json's `boxes`,
+as `leaderboard --layout boxes` prints it) and the run's figures (`adbench.plots`, the
+same as `adbench plot` writes: accuracy per category with bootstrap intervals, a
+confusion matrix per question type, and for runs with scores ROC curves and score
+histograms with the threshold rules marked), inline SVG.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from adbench.errors import UserError
 from adbench.images import ImageError, open_image, to_8bit
 from adbench.results.scoring import judge_like
 from adbench.results.status import run_status
-from adbench.results.verdicts import threshold_of
+from adbench.results.verdicts import Judgement, threshold_of
 from adbench.results.writer import format_percent
 from adbench.schema import Box, Record
 from adbench.store import RunStore, StoreError
@@ -124,6 +131,45 @@ def _boxes(items: Sequence[dict[str, Any]]) -> list[list[Any]]:
     return [[*b.as_tuple(), b.label] for b in map(Box.from_dict, items)]
 
 
+#: The report's figures (`adbench.plots.run_figures` names) and what each caption says.
+FIGURE_CAPTIONS = {
+    "categories": "Accuracy per category (the tables' figure) with its 95% bootstrap interval; a score model: "
+                  "one bar per threshold rule (* Youden's J, an oracle)",
+    "confusion": "Confusion matrix per question type: true against answered (Anomaly Detection as normal / "
+                 "anomalous; a failed, unparsable or undecided reply is \"no answer\")",
+    "roc": "ROC curve per dataset, each threshold rule's operating point marked",
+    "scores": "Scores of normal and anomalous images per dataset, each threshold rule's thresholds as lines "
+              "(calibrated: one per category)",
+}
+
+
+def report_figures(run_dir: Path, judged: Judgement, results: dict[str, Any], *, n_resamples: int = 1000,
+                   seed: int = 0) -> list[dict[str, str]]:
+    """The run's figures as inline SVG: [{"name", "caption", "svg"}]."""
+    from adbench.plots import run_figures, svg_text
+    from adbench.results.runs import Run
+
+    run = Run(Path(run_dir), results, _judgement=judged)
+    figs = run_figures(run, n_resamples=n_resamples, seed=seed) if judged.records else {}
+    return [{"name": name, "caption": FIGURE_CAPTIONS[name], "svg": svg_text(fig, f"report-{name}")}
+            for name, fig in figs.items()]
+
+
+def box_summary(run_dir: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+    """The box quality table (the `boxes` layout's rows of this run), or None when the model wrote no box."""
+    if "boxes" not in results:
+        return None
+    from adbench.results.tables import build_table
+    from adbench.results.writer import table_notes
+
+    table = build_table("boxes", [run_dir])
+    cols = table.layout.column_names
+    return {"head": ["dataset", *cols],
+            "rows": [{"cells": [r.descriptors["Dataset"], *(r.cells[c] for c in cols)],
+                      "average": r.descriptors["Dataset"] == "average"} for r in table.rows],
+            "notes": table_notes(table)}
+
+
 def report_data(run_dir: Path, *, thumb: int = 256) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data."""
     store = RunStore(run_dir)
@@ -172,7 +218,9 @@ def report_data(run_dir: Path, *, thumb: int = 256) -> dict[str, Any]:
         loaded = list(pool.map(load, images))
     return {"results": results, "config": config, "samples": samples, "images": loaded,
             "notes": [n for n in (qnote,) if n], "rule": results.get("threshold_rule"),
-            "n_calibration": len(records) - len(evals)}
+            "score_model": judged.score_based, "n_calibration": len(records) - len(evals),
+            "boxes": box_summary(run_dir, results),
+            "figures": report_figures(run_dir, judged, results)}
 
 
 # -- page ------------------------------------------------------------------------------------
@@ -243,9 +291,12 @@ def render_html(data: dict[str, Any], *, per_page: int = 50) -> str:
         meta.append(m)
     return _template().render(
         title=f"adbench report: {res.get('model')} on {res.get('task')} ({res.get('run_id')})",
-        data_json=_json_for_script({"samples": data["samples"], "perPage": int(per_page)}),
+        data_json=_json_for_script({"samples": data["samples"], "perPage": int(per_page),
+                                    "scoreModel": bool(data.get("score_model")), "rule": data.get("rule")}),
         images_json=_json_for_script(meta),
         blobs=blobs,
+        boxes=data.get("boxes"),
+        figures=data.get("figures", []),
         **summary(data),
     )
 

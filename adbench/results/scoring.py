@@ -18,7 +18,9 @@ in full under `metrics`, with AUROC; a rule that decided nothing in a dataset ha
 figure there (not 0). AUROC is reported for any run whose records carry scores, a text
 model's too. results.json also keeps the engine's counts per cell (`cells`), from which
 every table evaluates its figures, and `scored_by`: the adbench version and git hash
-that scored it, the model kind and where it came from, and a hash of the records.
+that scored it, the model kind and where it came from, and a hash of the records. A run
+whose model wrote boxes also gets `boxes`, their quality against the GT boxes
+(`adbench.results.box_quality`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from adbench import __version__
 from adbench.errors import UserError
 from adbench.metrics import MetricError, auroc
 from adbench.model import OutputKind, declared_output
+from adbench.results.box_quality import box_quality
 from adbench.results.engine import (
     FIELDS,
     KEPT,
@@ -115,7 +118,8 @@ def _rule_entry(v: Verdicts, table: dict[str, Any]) -> dict[str, Any]:
 
 
 def figures(j: Judgement) -> dict[str, Any]:
-    """results.json's `metrics`, `counts` and `cells` (and `threshold_rule` / `rules` for a score-based model)."""
+    """results.json's `metrics`, `counts` and `cells` (and `threshold_rule` / `rules` for a score-based model,
+    `boxes` for a model that wrote boxes)."""
     evals = j.records
     counts = {"n": len(evals), "n_failed": sum(r.failed for r in evals),
               "n_unparsed": sum(r.unparsed for r in evals)}
@@ -136,6 +140,9 @@ def figures(j: Judgement) -> dict[str, Any]:
     keys = cells[j.headline].keys
     out["cells"] = {"keys": [list(k) for k in keys], "fields": list(FIELDS),
                     "counts": {name: c.to_json() for name, c in cells.items()}}
+    boxes = box_quality(evals)
+    if boxes is not None:
+        out["boxes"] = boxes
     return out
 
 

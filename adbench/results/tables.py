@@ -33,8 +33,18 @@ from typing import Any
 
 from adbench.errors import UserError
 from adbench.metrics import bootstrap_ci, mcnemar
+from adbench.results.box_quality import FIGURES as BOX_FIGURES
+from adbench.results.box_quality import IOU_THRESHOLD
 from adbench.results.engine import Node, Plan, check_metric, evaluate
-from adbench.results.layouts import Layout, column_nodes, figure_values, get_layout, layout_notes
+from adbench.results.layouts import (
+    BOX_COLUMNS,
+    BOXES,
+    Layout,
+    column_nodes,
+    figure_values,
+    get_layout,
+    layout_notes,
+)
 from adbench.results.reference import MISSING, ReferenceTable, load_reference
 from adbench.results.runs import Run, Samples, load_results, run_labels, run_variants
 from adbench.results.scoring import require_mmad_figures
@@ -76,6 +86,7 @@ class TableRow:
     run: RunVariant | None = None
     notes: list[str] = field(default_factory=list)
     mark: str = ""  # a run's FAILED_MARK / INCOMPLETE_MARK, printed after the label (not part of its keys)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # --ci: column -> (lo, hi), percent
 
 
 @dataclass
@@ -152,6 +163,72 @@ def _run_rows(layout: Layout, runs: list[Run], metric: str) -> list[TableRow]:
     return rows
 
 
+#: Box figures printed as percentages (shares); the IoU figures are printed as they are.
+_BOX_SHARES = ("recall", "precision", "normal_no_box")
+
+
+def _box_cells(entry: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, str]]:
+    figures: dict[str, float | None] = {}
+    texts: dict[str, str] = {}
+    for key in BOX_FIGURES:
+        col, v = BOX_COLUMNS[key], entry.get(key)
+        if v is None:
+            figures[col], texts[col] = None, "-"
+        elif key in _BOX_SHARES:
+            figures[col], texts[col] = 100 * v, f"{100 * v:.2f}"
+        else:
+            figures[col], texts[col] = v, f"{v:.3f}"
+    return figures, texts
+
+
+def _box_counts_note(boxes: dict[str, Any]) -> str:
+    per = boxes["datasets"].values()
+    total = {k: sum(int(e.get(k, 0)) for e in per) for k in
+             ("n_anomalous", "n_gt_boxes", "n_pred_boxes", "n_normal", "n_anomalous_without_gt", "n_failed")}
+    note = (f"{total['n_anomalous']} anomalous replies with {total['n_gt_boxes']} GT boxes and "
+            f"{total['n_pred_boxes']} predicted boxes; {total['n_normal']} normal replies")
+    if total["n_anomalous_without_gt"]:
+        note += f"; {total['n_anomalous_without_gt']} anomalous replies without GT boxes (not judged)"
+    if total["n_failed"]:
+        note += f"; {total['n_failed']} failed requests (no reply, not judged)"
+    return note
+
+
+def _box_rows(runs: list[Run]) -> list[TableRow]:
+    """The `boxes` layout: per run, a row per dataset and the average, from results.json's `boxes`."""
+    rows = []
+    for run, label in zip(runs, run_labels([(r.run_dir, r.results) for r in runs])):
+        res = run.results
+        status = run_status(res)
+        source = f"run {res.get('run_id', run.run_dir.name)}"
+        boxes = res.get("boxes")
+        if boxes is None:
+            figures, texts = _box_cells({})
+            rows.append(TableRow(label, RUN_GROUP, {"Dataset": "-"}, figures, texts, source, (label,),
+                                 run=RunVariant(run, None), mark=status.mark,
+                                 notes=["the model wrote no box in this run: no box figures", *status.notes()]))
+            continue
+        try:
+            entries = [*sorted(boxes["datasets"].items()), ("average", boxes["average"])]
+        except (KeyError, AttributeError, TypeError):
+            raise UserError(f"{run.run_dir / 'results.json'}: 'boxes' is not adbench's box figures; "
+                            f"run `adbench score {run.run_dir}` to rebuild it") from None
+        for i, (ds, entry) in enumerate(entries):
+            figures, texts = _box_cells(entry)
+            notes = [_box_counts_note(boxes), *status.notes()] if i == 0 else []
+            rows.append(TableRow(label, RUN_GROUP, {"Dataset": ds}, figures, texts, source, (label,),
+                                 run=RunVariant(run, None), notes=notes, mark=status.mark))
+    return rows
+
+
+BOX_NOTE = ("Box quality over replies (one per image on yes/no tasks), boxes in original-image pixels: "
+            "Recall / Precision: GT boxes found / predicted boxes that found one, at IoU >= {t:g} "
+            "(one-to-one); best IoU: per GT box the best IoU of the reply's boxes (0 without any), averaged "
+            "over GT boxes; GIoU: the mean GIoU of the Hungarian matching on 1 - GIoU (the paper's r_loc "
+            "term; 0 without a box), averaged over anomalous replies; normal: no box: share of normal "
+            "replies without a box. average: the mean over datasets.")
+
+
 def build_table(
     layout_name: str,
     run_dirs: Sequence[Path] = (),
@@ -173,6 +250,12 @@ def build_table(
     if reference is not None and reference not in REFERENCES:
         raise UserError(f"unknown reference {reference!r}: use one of {', '.join(REFERENCES)}")
     runs = [Run(Path(d), load_results(Path(d))) for d in run_dirs]
+    if layout_name == BOXES.name:
+        if ci or compare is not None or metric != "strict":
+            raise UserError("--layout boxes takes no --ci, --compare or --metric: box figures are not accuracies")
+        if not runs:
+            raise UserError("--layout boxes needs RUN_DIRs")
+        return Table(BOXES, _box_rows(runs), notes=[BOX_NOTE.format(t=IOU_THRESHOLD)])
     if metric == "mmad":
         for run in runs:
             require_mmad_figures(run.results)
@@ -217,6 +300,7 @@ def _add_intervals(table: Table, n_resamples: int, confidence: float, seed: int)
         row.figures, row.cells = percent_cells(point, cols)  # the resampled statistic's own value
         for k, c in enumerate(cols):
             if row.figures[c] is not None:
+                row.intervals[c] = (100 * float(lo[k]), 100 * float(hi[k]))
                 row.cells[c] += f" [{100 * lo[k]:.2f}, {100 * hi[k]:.2f}]"
     kept = "; the samples MMAD's rule drops are left out" if table.metric == "mmad" else ""
     strata = "dataset, category, question type and class" if table.layout.name == "categories" else \

@@ -43,7 +43,7 @@ def metric_note(metric: str) -> str:
 
 
 def table_notes(table: Table) -> list[str]:
-    notes = [metric_note(table.metric)]
+    notes = [metric_note(table.metric)] if table.layout.accuracy else []  # box figures have no metric
     ref = table.reference
     if ref is not None:
         notes.append(f"Published rows: {ref.citation}; printed exactly as published, not run here.")
@@ -117,7 +117,7 @@ def render_table(table: Table, fmt: str = "markdown", *, compact: bool = False) 
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([*header, "Metric"])
         for row, cells in zip(table.rows, _body(table, compact, repeat_group=True)):
-            w.writerow([*cells, "published" if row.published else table.metric])
+            w.writerow([*cells, "published" if row.published else table.metric if table.layout.accuracy else "boxes"])
         return buf.getvalue()
     from tabulate import SEPARATING_LINE, tabulate
 

@@ -1,5 +1,5 @@
-"""The training side of the command line: `adbench train`, `adbench variance`, `adbench list recipes`
-and the tiny AD-FM model of `adbench demo`.
+"""The training side of the command line: `adbench train`, `adbench variance`, `adbench list recipes`,
+`adbench plot TRAIN_DIR` and the tiny AD-FM model of `adbench demo`.
 
 `adbench.cli` is core and never imports `adbench.training` (tests/test_architecture.py);
 it reaches these functions by name through `registry.load_target`, as it reaches models
@@ -39,6 +39,7 @@ def train_command(args: argparse.Namespace) -> int:
         return print_config(args)
     if args.out is None:
         raise UserError("train: --out DIR is required (except with --print-config)")
+    from adbench.training.console import score_command
     from adbench.training.trainer import train
 
     result = train(args.recipe, args.out, args.overrides, data_root=args.data_root, progress=not args.no_progress)
@@ -58,6 +59,9 @@ def train_command(args: argparse.Namespace) -> int:
               f"({steps['this_session']} this run{resumed}) in {result.metadata['seconds']['total']:.0f} s",
               file=sys.stderr)
     print(result.adapter)
+    sys.stdout.flush()  # the path (stdout, for scripts) before the last line a person reads (stderr)
+    print(f"adapter: {result.adapter}; score it with: {score_command(result.metadata, result.adapter)}",
+          file=sys.stderr)
     return 0
 
 
@@ -70,6 +74,13 @@ def print_config(args: argparse.Namespace) -> int:
     report = describe(recipe, args.out, args.overrides, progress=not args.no_progress)
     print(json.dumps(report, indent=1, default=str))
     return 0
+
+
+def plot_training(folder: Path, out: Path, fmt: str) -> list[Path]:
+    """`adbench plot TRAIN_DIR`: the training's reward, KL and loss curves (adbench.training.logs)."""
+    from adbench.training.logs import plot_training as plot
+
+    return plot(folder, out, fmt)
 
 
 def variance_command(args: argparse.Namespace) -> int:

@@ -201,9 +201,21 @@ def grpo_config(recipe: dict[str, Any], output_dir: Path | str, progress: bool =
     kwargs = grpo_kwargs(recipe, output_dir, progress)
     batch_layout(kwargs, world_size(), recipe.get("name", "?"))
     try:
-        return GRPOConfig(**kwargs)
+        config = GRPOConfig(**kwargs)
     except (TypeError, ValueError) as e:
         raise TrainingError(f"recipe {recipe.get('name')!r}: grpo section: {e}") from e
+    check_reporters(config.report_to)
+    return config
+
+
+def check_reporters(report_to: list[str] | str | None) -> None:
+    """`grpo.report_to: [tensorboard]` needs tensorboard: said now, not by the trainer after the warm-up."""
+    from transformers.integrations import is_tensorboard_available
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    if "tensorboard" in names and not is_tensorboard_available():
+        raise TrainingError("grpo.report_to: tensorboard is not installed; pip install 'adbench[tensorboard]' "
+                            "(or drop it: --set grpo.report_to=[])")
 
 
 def _has_gpu() -> bool:
@@ -231,6 +243,7 @@ def describe(recipe: dict[str, Any], out: Path | str | None = None, overrides: l
         cfg = GRPOConfig(**{**kwargs, **adjusted})  # constructing it creates no folder
     except (TypeError, ValueError) as e:
         raise TrainingError(f"recipe {name!r}: grpo section: {e}") from e
+    check_reporters(cfg.report_to)
     lo, hi = frame_budget(recipe)
     vllm = recipe.get("vllm") or {}
     return {

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from adbench.boxes import match_boxes
+from adbench.boxes import match_boxes, mean_matched_giou
 from adbench.errors import UserError
 from adbench.models import adfm_protocol as proto
 from adbench.schema import Box
@@ -60,12 +60,6 @@ def count_reward(m: int, n: int) -> float:
 def focus_reward(m: int) -> float:
     """Eq. 6 (normal samples): one region of interest is encouraged, several discouraged."""
     return 0.0 if m == 0 else 0.5 if m == 1 else -0.1
-
-
-def mean_matched_giou(pred: Sequence[Box], gt: Sequence[Box]) -> float:
-    """Mean GIoU over the Hungarian matching on 1 - GIoU; 0 when either side is empty."""
-    pairs = match_boxes(pred, gt)
-    return float(np.mean([g for _, _, g in pairs])) if pairs else 0.0
 
 
 def localization_reward(

@@ -52,6 +52,7 @@ from adbench.training.config import (  # noqa: F401 - TrainingError, use_vllm, v
     vllm_available,
     world_size,
 )
+from adbench.training.console import attach_console, phase
 from adbench.training.grpo_data import (
     MODEL_INPUT_IMAGES,
     build_grpo_dataset,
@@ -72,7 +73,7 @@ from adbench.training.resume import (
     step_of,
 )
 from adbench.training.reward_funcs import make_reward_funcs
-from adbench.training.warmup import quiet, run_warmup, warmup_done
+from adbench.training.warmup import run_warmup, warmup_done
 
 TINY_BASE = "tiny"
 
@@ -118,6 +119,7 @@ def _prepare_base(recipe: dict[str, Any], out: Path, training: Any, mkw: dict[st
         tiny = out / "base"
         with PartialState().main_process_first():  # under `accelerate launch`: rank 0 builds, the others read
             if not (tiny / "adbench_tiny.json").is_file():
+                phase(f"base: building the tiny random Qwen2.5-VL -> {tiny}")
                 build_tiny_qwen_vl(tiny, seed=int(recipe.get("tiny_seed", 0)), min_pixels=lo, max_pixels=hi)
         base, load_from = tiny, str(tiny)
     warm_cfg = recipe.get("sft_warmup")
@@ -125,6 +127,7 @@ def _prepare_base(recipe: dict[str, Any], out: Path, training: Any, mkw: dict[st
         return base, load_from, None
     warmed = out / "base-sft"
     if warmup_done(warmed):
+        phase(f"warm-up: done in an earlier run, using {warmed}")
         return warmed, str(warmed), json.loads((warmed / "adbench_warmup.json").read_text(encoding="utf-8"))
     return warmed, str(warmed), run_warmup(recipe, load_from, training, warmed, model_kwargs=mkw,
                                            progress=progress, image_dir=out / MODEL_INPUT_IMAGES)
@@ -202,8 +205,7 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
     trainer = GRPOTrainer(model=model, reward_funcs=make_reward_funcs(recipe), args=args, train_dataset=dataset,
                           processing_class=processor, peft_config=lora_config(recipe),
                           callbacks=[_save_at_end(), schedule_on_resume()])
-    if not progress:
-        quiet(trainer)
+    attach_console(trainer, "GRPO", progress)
     target = recipe["lora"].get("target", "language")
     if target == "language":
         adapted = assert_vision_frozen(trainer.model)
@@ -216,13 +218,18 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
         last = last_complete_checkpoint(checkpoint_dir(out), bool(getattr(args, "use_adaptive_entropy", False)))
         if PartialState().is_main_process:
             record_recipe(out, recipe)
-    at_target = last is not None and step_of(last) >= planned_steps(trainer)
+    planned = planned_steps(trainer)
+    at_target = last is not None and step_of(last) >= planned
     if at_target and finished is not None:  # an epoch target that needed the data loader to tell
         return TrainResult(out, out / "adapter", finished, already_complete=True)
     t0 = time.perf_counter()
     if at_target:  # killed after its last checkpoint, before the adapter was written: that checkpoint is the result
+        phase(f"GRPO: already at step {step_of(last)} ({last.name}); writing the adapter from it")
         restore(trainer, last)
     else:
+        resume = f", resuming from step {step_of(last)} ({last.name})" if last else ""
+        phase(f"GRPO (TRL GRPOTrainer): {planned} steps{resume}; {args.num_generations} completions per prompt, "
+              f"reward {' + '.join(f.__name__ for f in trainer.reward_funcs)}")
         # this run rewrites the adapter: until it finishes, it is not a finished one
         (out / "adapter" / TRAINING_METADATA).unlink(missing_ok=True)
         trainer.train(resume_from_checkpoint=str(last) if last else None)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from adbench.runner import stratified_subset
+from adbench.training.console import attach_console, phase
 from adbench.training.grpo_data import TrainingSamples, build_sft_dataset, configure_processor, frame_budget
 
 MARKER = "adbench_warmup.json"
@@ -58,14 +59,6 @@ def completion_loss_trainer() -> type:
             return (loss, None) if return_outputs else loss
 
     return CompletionLossSFTTrainer
-
-
-def quiet(trainer: Any) -> None:
-    """No per-step log lines on stdout (the logs stay in trainer.state.log_history and the metadata)."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
 
 
 def warmup_done(folder: Path) -> bool:
@@ -111,8 +104,10 @@ def run_warmup(recipe: dict[str, Any], base: str | Path, training: TrainingSampl
     t0 = time.perf_counter()
     trainer_cls = SFTTrainer if torch.cuda.is_available() else completion_loss_trainer()
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=processor)
-    if not progress:
-        quiet(trainer)
+    attach_console(trainer, "warm-up", progress)
+    length = f"{args.max_steps} steps" if args.max_steps > 0 else f"{args.num_train_epochs:g} epoch(s)"
+    phase(f"warm-up: supervised fine-tuning (TRL SFTTrainer) on the ideal replies of {len(subset.samples)} "
+          f"samples, {length} -> {out}")
     result = trainer.train()
     seconds = time.perf_counter() - t0
     out = Path(out)
