@@ -27,6 +27,7 @@ Rules (`convert`), for text as the command line gives it and for values already 
 from __future__ import annotations
 
 import collections.abc as cabc
+import difflib
 import enum
 import functools
 import inspect
@@ -36,6 +37,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Literal, Union
 
@@ -279,27 +281,41 @@ def _annotations(func: Callable[..., Any]) -> dict[str, Any]:
         return hints
 
 
-def _own_parameters(func: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
-    """(name -> hint of each keyword parameter, whether it also takes **kwargs); private names left out."""
+@dataclass(frozen=True)
+class Parameter:
+    """One keyword argument a factory takes: its name, type hint and default
+    (`inspect.Parameter.empty` when it has none)."""
+
+    name: str
+    hint: Any = UNTYPED
+    default: Any = inspect.Parameter.empty
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+def _own_parameters(func: Callable[..., Any]) -> tuple[dict[str, Parameter], bool]:
+    """(name -> Parameter of each keyword parameter, whether it also takes **kwargs); private names left out."""
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):
         return {}, True
     hints = _annotations(func)
-    out: dict[str, Any] = {}
+    out: dict[str, Parameter] = {}
     open_ = False
     for p in sig.parameters.values():
         if p.kind is p.VAR_KEYWORD:
             open_ = True
         elif p.kind not in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) and p.name != "self" and not p.name.startswith("_"):
-            out[p.name] = hints.get(p.name, UNTYPED)
+            out[p.name] = Parameter(p.name, hints.get(p.name, UNTYPED), p.default)
     return out, open_
 
 
 @functools.cache
-def parameter_hints(target: Callable[..., Any], forwards: tuple[Callable[..., Any], ...] = ()) -> tuple[
-        dict[str, Any], bool]:
-    """The keyword arguments a call of `target` takes, with their hints, and whether it takes others too.
+def parameters(target: Callable[..., Any], forwards: tuple[Callable[..., Any], ...] = ()) -> tuple[
+        dict[str, Parameter], bool]:
+    """The keyword arguments a call of `target` takes (hint and default each), and whether it takes others too.
 
     A class: the `__init__` parameters of every class in its MRO (subclasses hand **kwargs up);
     it takes other keys when the base-most `__init__` takes **kwargs.
@@ -307,22 +323,60 @@ def parameter_hints(target: Callable[..., Any], forwards: tuple[Callable[..., An
     it hands them to); without `forwards`, it takes any key (`open` is True).
     """
     if inspect.isclass(target):
-        hints: dict[str, Any] = {}
+        params: dict[str, Parameter] = {}
         open_ = False
         for klass in target.__mro__:
             init = klass.__dict__.get("__init__")
             if init is not None and klass is not object:
                 own, open_ = _own_parameters(init)  # the last one decides: does the base take **kwargs?
-                for name, hint in own.items():
-                    hints.setdefault(name, hint)  # the subclass's hint wins
+                for name, param in own.items():
+                    params.setdefault(name, param)  # the subclass's hint and default win
     else:
-        hints, open_ = _own_parameters(target)
+        params, open_ = _own_parameters(target)
     if open_ and forwards:
         for other in forwards:
-            for name, hint in parameter_hints(other)[0].items():
-                hints.setdefault(name, hint)
+            for name, param in parameters(other)[0].items():
+                params.setdefault(name, param)
         open_ = False
-    return hints, open_
+    return params, open_
+
+
+def parameter_hints(target: Callable[..., Any], forwards: tuple[Callable[..., Any], ...] = ()) -> tuple[
+        dict[str, Any], bool]:
+    """`parameters`, as name -> type hint."""
+    params, open_ = parameters(target, forwards)
+    return {name: p.hint for name, p in params.items()}, open_
+
+
+def type_text(hint: Any) -> str:
+    """A type hint as `adbench list -v` prints it: `bool`, `int | None`, `one of eval, train, all`, `list[str]`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is UNTYPED or hint is Any:
+        return "any"  # read as JSON where it parses, else as text
+    if hint is Ellipsis:
+        return "..."
+    if origin is Union or origin is types.UnionType:
+        return " | ".join(type_text(a) for a in args)
+    if origin is Literal:
+        return f"one of {', '.join(map(str, args))}"
+    if hint is type(None):
+        return "null"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return f"one of {', '.join(str(m.value) for m in hint)}"
+    if isinstance(hint, type) and issubclass(hint, PurePath):
+        return "path"
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_text(a) for a in args)}]" if args else name
+    return getattr(hint, "__name__", str(hint))
+
+
+def unknown_key_message(where: str, key: str, valid: Iterable[str], what: str) -> str:
+    """`where: unknown key KEY; did you mean K?; valid WHAT: ...` (the closest valid key, by difflib)."""
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{where}: unknown key {key}{hint}; valid {what}: {', '.join(valid)}"
 
 
 def convert_all(values: dict[str, Any], hints: dict[str, Any], label: Callable[[str], str],

@@ -1,7 +1,8 @@
 """The `adbench` command line.
 
-    adbench list models|tasks|recipes
-    adbench run --model NAME --task NAME [-M k=v]... [-T k=v]... [--limit N] ...
+    adbench list [models|tasks|recipes] [NAME...] [-v]
+    adbench run --model NAME[,NAME...] --task NAME[,NAME...] [-M [MODEL:]k=v]... [-T [TASK:]k=v]... [--limit N]
+                [--label [MODEL:]NAME] [--config FILE.yaml] [--print-config] ...
     adbench score RUN_DIR
     adbench leaderboard RUN_DIR... [--metric strict|mmad] [--format markdown|csv|latex] [--out FILE]
     adbench leaderboard --layout table1|table2|table3|table4|mmad|datasets|categories|qtypes|boxes [RUN_DIR...]
@@ -44,18 +45,31 @@ DEMO_TASK = "demo-binary"
 #: `adbench demo` also trains this recipe into <out>/adfm-tiny and scores the adapter.
 DEMO_RECIPE = "tiny"
 DEMO_TRAIN_FOLDER = "adfm-tiny"
+DEMO_TINY_LABEL = "adfm (tiny demo model)"
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="registered model name (see `adbench list models`)")
-    p.add_argument("--task", required=True, help="registered task name (see `adbench list tasks`)")
-    p.add_argument("-M", dest="model_args", action="append", metavar="KEY=VALUE", help="model argument (repeatable)")
-    p.add_argument("-T", dest="task_args", action="append", metavar="KEY=VALUE", help="task argument (repeatable)")
+    # defaults are RunSpec's (None here = not given, so that a --config file's value stands)
+    p.add_argument("--model", action="append", metavar="NAME[,NAME...]",
+                   help="registered model name(s), comma-separated: every model runs on every task "
+                   "(see `adbench list models`)")
+    p.add_argument("--task", action="append", metavar="NAME[,NAME...]",
+                   help="registered task or task group name(s), comma-separated (see `adbench list tasks`)")
+    p.add_argument("-M", dest="model_args", action="append", metavar="[MODEL:]KEY=VALUE",
+                   help="model argument for every model, or for MODEL only (repeatable)")
+    p.add_argument("-T", dest="task_args", action="append", metavar="[TASK:]KEY=VALUE",
+                   help="task argument for every task, or for TASK (or a group's tasks) only (repeatable)")
+    p.add_argument("--label", action="append", metavar="[MODEL:]NAME",
+                   help="the run's row name in tables (recorded in config.json); MODEL:NAME with several models")
+    p.add_argument("--config", type=Path, metavar="FILE.yaml",
+                   help="read the run configuration from a YAML file (keys: the flags' names); flags override it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved configuration as YAML (a --config file) and run nothing")
     p.add_argument("--data-root", type=Path, help="data folder (default: $ADBENCH_DATA or the user cache)")
     p.add_argument("--limit", type=int, help="deterministic subset of N samples, stratified by dataset/category/label")
-    p.add_argument("--batch-size", type=int, default=8, help="queries per model call (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed for subsets and sampling (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="runs folder (default ./runs)")
+    p.add_argument("--batch-size", type=int, help="queries per model call (default 8)")
+    p.add_argument("--seed", type=int, help="seed for subsets and sampling (default 0)")
+    p.add_argument("--out", type=Path, help="runs folder (default ./runs)")
     p.add_argument("--run-id", help="name of the run folder (default: a hash of the configuration)")
     p.add_argument("--max-cost", type=float, help="stop before the run's API cost would pass this many USD "
                    "(checked before every batch, resumed or not; exit 3 when it stops the run)")
@@ -74,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"adbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered models, tasks or training recipes")
-    p.add_argument("what", choices=["models", "tasks", "recipes"])
+    p = sub.add_parser("list", help="list registered models, tasks (and task groups) and training recipes")
+    p.add_argument("what", nargs="?", choices=["models", "tasks", "recipes"], help="one kind (default: all)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these, with their -M / -T arguments")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="each model's -M (task's -T) arguments with their types and defaults")
 
     p = sub.add_parser("run", help="run a model on a task (resumes an interrupted run)")
     _add_run_args(p)
@@ -176,39 +193,119 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    if args.what == "recipes":
+    if args.what is None:
+        if args.names:
+            raise UserError("adbench list NAME needs the kind first: adbench list models|tasks NAME")
+        for i, what in enumerate(("models", "tasks", "recipes")):
+            if i:
+                print()
+            print(f"{what}:")
+            _list(what, [], args.verbose)
+        return 0
+    return _list(args.what, args.names, args.verbose or bool(args.names))
+
+
+def _list(what: str, names: list[str], verbose: bool) -> int:
+    """One kind's names and descriptions; `verbose`: with each one's arguments (types, defaults)."""
+    if what == "recipes":
+        if names:
+            raise UserError("adbench list recipes takes no NAME; `adbench train --recipe NAME --print-config` "
+                            "shows one recipe")
         return _training("list_recipes")()
-    table = registry.models() if args.what == "models" else registry.tasks()
-    width = max((len(n) for n in table), default=0)
-    for name, entry in table.items():
-        print(f"{name:<{width}}  {entry.description}")
+    entries = registry.models() if what == "models" else registry.tasks()
+    groups = registry.groups() if what == "tasks" else {}
+    descriptions = {n: e.description for n, e in entries.items()}
+    descriptions |= {n: f"group: {', '.join(g.members)}, one run each" + (f"; {g.description}" if g.description else "")
+                     for n, g in groups.items()}
+    for name in names:  # an unknown name: the registry's error, which lists the valid ones
+        if name not in descriptions and what == "tasks":
+            registry.expand_tasks([name])
+        elif name not in descriptions:
+            registry.check_model(name)
+    shown = names or list(descriptions)
+    width = max(map(len, shown), default=0)
+    for name in shown:
+        print(f"{name:<{width}}  {descriptions[name]}")
+        if verbose and name not in groups:
+            for line in _argument_lines(what, name):
+                print(f"    {line}")
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from adbench.distributed import DEFAULT_TIMEOUT_S
-    from adbench.runner import DEFAULT_MAX_FAILED, RunSpec, run
+def _argument_lines(kind: str, name: str) -> list[str]:
+    """`-M key: type = default` per argument the model (task) takes: the signature `adbench.args` types against."""
+    from adbench.args import type_text
 
-    spec = RunSpec(
-        model=args.model,
-        task=args.task,
-        model_args=registry.parse_assignments(args.model_args, "-M", args.model),  # typed now: errors before
-        task_args=registry.parse_assignments(args.task_args, "-T", args.task),  # any task or model is built
-        data_root=args.data_root,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        out=args.out,
-        run_id=args.run_id,
-        retry_failed=not args.no_retry_failed,
-        max_cost=args.max_cost,
-        max_failed=DEFAULT_MAX_FAILED if args.max_failed is None else args.max_failed,
-        progress=not args.no_progress,
-        dist_timeout=DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout,
-    )
-    outcome = run(spec)
+    params, open_ = registry.arguments(kind, name)
+    flag = registry.FLAGS[kind]
+    lines = [f"{flag} {p.name}: {type_text(p.hint)}" + (" (required)" if p.required else f" = {_value_text(p.default)}")
+             for p in params]
+    if open_:
+        lines.append(f"{flag} any other key: passed on as given (read as JSON, else text)")
+    return lines or ["(no arguments)"]
+
+
+def _value_text(value: Any) -> str:
+    """A default as it would be written after `-M key=`."""
+    import json
+
+    if isinstance(value, str):
+        return value if value else "''"
+    try:
+        return json.dumps(value)  # None -> null, True -> true, (1, 2) -> [1, 2]
+    except TypeError:
+        return str(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from adbench import runconfig
+    from adbench.runner import run
+
+    options = {"data_root": args.data_root, "limit": args.limit, "batch_size": args.batch_size, "seed": args.seed,
+               "out": args.out, "run_id": args.run_id, "max_cost": args.max_cost, "max_failed": args.max_failed,
+               "retry_failed": False if args.no_retry_failed else None, "progress": False if args.no_progress else None,
+               "dist_timeout": args.dist_timeout}
+    config = runconfig.from_cli(args.model, args.task, args.model_args, args.task_args, args.label, options)
+    if args.config is not None:
+        config = runconfig.read_file(args.config).override(config)
+    resolved = config.resolve()  # every name, scope and -M / -T value checked and typed before anything runs
+    if args.print_config:
+        print(resolved.to_yaml(), end="")
+        return 0
+    if len(resolved.specs) > 1:
+        return _run_many(resolved.specs)
+    outcome = run(resolved.specs[0])
+    _report_outcome(outcome)
+    return outcome.exit_code
+
+
+def _run_many(specs: list[Any]) -> int:
+    """Every (model, task) pair in turn, then one leaderboard over them; exit status: the worst pair's."""
+    from adbench.api import leaderboard
+    from adbench.data.paths import resolve_data_root
+    from adbench.distributed import World
+    from adbench.runner import EXIT_OK
+    from adbench.sweep import run_pairs, worst
+
+    resolve_data_root(specs[0].data_root)  # a named data folder that does not exist: one error, not one per pair
+    pairs = run_pairs(specs, _report_outcome)
+    if not World.from_env().is_main:  # a multi-process launch: rank 0 prints the leaderboard and the tally
+        return worst([p.exit_code for p in pairs])
+    finished = [p.outcome for p in pairs if p.outcome is not None]
+    if finished:
+        print(leaderboard(finished).text, end="")
+    not_done = [p for p in pairs if p.exit_code != EXIT_OK]
+    print(f"adbench: {len(pairs) - len(not_done)} of {len(pairs)} runs done", file=sys.stderr)
+    for p in not_done:
+        why = p.error or p.outcome.stopped or "more failed samples than --max-failed allows"
+        print(f"  not done: {p.name} (exit {p.exit_code}): {why}", file=sys.stderr)
+    return worst([p.exit_code for p in pairs])
+
+
+def _report_outcome(outcome: Any) -> None:
+    """A finished run: its summary, why it stopped or failed, and its run directory (the last line)."""
     if not outcome.is_main:  # a multi-process run: rank 0 prints the summary; the others exit with the same status
-        return outcome.exit_code
+        return
     _print_summary(outcome.results)
     if outcome.failed_early is not None:
         print(f"adbench: error: the model failed its first queries, all with: {outcome.failed_early}\n"
@@ -220,17 +317,17 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"(more than --max-failed {outcome.max_failed:g} allows); they are recorded and count as wrong",
               file=sys.stderr)
     print(outcome.run_dir)
-    return outcome.exit_code
 
 
 def _print_summary(results: dict) -> None:
+    from adbench.results.runs import run_name
     from adbench.results.status import run_status
     from adbench.results.writer import format_percent
 
     c = results["counts"]
     avg = results["metrics"].get("average", {}).get("accuracy")  # the engine's figure, printed as tables print it
     acc = "-" if avg is None else f"{format_percent(avg)}%"
-    print(f"{results['model']} on {results['task']}: accuracy {acc} "
+    print(f"{run_name(results)} on {results['task']}: accuracy {acc} "
           f"(n={c['n']}, failed={c['n_failed']}, unparsed={c['n_unparsed']})")
     for line in run_status(results).lines():
         print(f"  {line}")
@@ -250,19 +347,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from adbench.results.tables import build_table
-    from adbench.results.writer import render_table
+    from adbench.api import leaderboard
 
-    # the plain leaderboard is the `datasets` layout, printed without the Group and Source columns
-    plain = args.layout is None and args.reference is None and args.compare is None and not args.ci
-    if plain and not args.run_dirs:
-        raise UserError("give at least one RUN_DIR (or --layout ... --reference paper)")
-    if args.reference and args.layout is None:
-        raise UserError("--reference needs --layout table1|table2|table3|table4|mmad")
-    table = build_table(args.layout or "datasets", args.run_dirs, reference=args.reference,
-                        compare=args.compare, ci=args.ci, n_resamples=args.resamples,
-                        confidence=args.confidence, seed=args.seed, metric=args.metric)
-    text = render_table(table, args.format, compact=plain)
+    text = leaderboard(args.run_dirs, args.layout, reference=args.reference, compare=args.compare, ci=args.ci,
+                       metric=args.metric, format=args.format, resamples=args.resamples,
+                       confidence=args.confidence, seed=args.seed).text
     if args.out:
         from adbench.store import write_text_file
 
@@ -395,13 +484,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         adapter = _training("demo_adapter")(Path(args.out) / DEMO_TRAIN_FOLDER, data_root, DEMO_RECIPE,
                                             not args.no_progress)
         spec = RunSpec(model="adfm", task=DEMO_TASK, model_args={"adapter": str(adapter)}, data_root=data_root,
-                       out=args.out, limit=args.limit, progress=not args.no_progress)
+                       out=args.out, limit=args.limit, progress=not args.no_progress, label=DEMO_TINY_LABEL)
         tiny_dir = run(spec).run_dir
         run_dirs.append(tiny_dir)
     table = build_table("datasets", run_dirs)  # the plain leaderboard
     for row in table.rows:
         if tiny_dir is not None and row.run is not None and row.run.run_dir == Path(tiny_dir):
-            row.label = "adfm (tiny demo model)"
             row.notes.append("a 2-layer random Qwen2.5-VL trained for about a minute on this CPU by the `tiny` "
                              "recipe: it shows the training and scoring path, not AD-FM's accuracy")
     print(render_table(table, "markdown", compact=True), end="")

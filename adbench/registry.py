@@ -16,6 +16,13 @@ takes `**kwargs` and hands them to other callables names them in an attribute
 `kwargs_from` (callables or "module:attr" strings), so those keys are typed too; the
 built-in ones are listed in `KWARGS_FROM`. A factory's `renamed_args` ({old: new})
 makes the error for an argument it no longer takes name the new one.
+
+A task *group* is a name for several tasks, each run on its own (its own run directory,
+resumed on its own): `--task mmad-all` runs `mmad-binary` and `mmad-multitask`. Groups are
+listed in `BUILTIN_GROUPS` (and added at run time with `register_group`); a name used as
+both a task and a group is refused where it is used. `cross-dataset` is not a group but one
+task whose samples are the four cross-dataset test splits: one run holds Table 2's four
+columns, so their average (and its bootstrap interval) is computed over one run's records.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from adbench.args import convert_all, parameter_hints, read_untyped, split_assignment
+from adbench.args import Parameter, convert_all, parameters, read_untyped, split_assignment
 from adbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -128,6 +135,12 @@ BUILTIN_TASKS: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: Task groups: name -> (member tasks, each run on its own; description).
+BUILTIN_GROUPS: dict[str, tuple[tuple[str, ...], str]] = {
+    "demo-all": (("demo-binary", "demo-multitask"), "every question of the demo suite"),
+    "mmad-all": (("mmad-binary", "mmad-multitask"), "MMAD as the paper reports it: Table 1 and Table 3"),
+}
+
 #: Built-in factories that take **kwargs and hand them to these callables: their -M values are typed, and
 #: unknown keys refused, from the callables' signatures before anything is built. The generative adapters
 #: take the decoding settings (`GenerationConfig`'s fields, one set of names for all) through **kwargs too.
@@ -148,6 +161,19 @@ FLAGS = {"models": "-M", "tasks": "-T"}
 _extra: dict[str, dict[str, Entry]] = {"models": {}, "tasks": {}}
 
 
+@dataclass(frozen=True)
+class Group:
+    """A name for several tasks, each run on its own."""
+
+    name: str
+    members: tuple[str, ...]
+    description: str
+    source: str = "built-in"
+
+
+_extra_groups: dict[str, Group] = {}
+
+
 def register_model(name: str, target: str, description: str = "") -> None:
     """Register a model factory at run time (tests, notebooks)."""
     _extra["models"][name] = Entry(name, target, description, "runtime")
@@ -156,6 +182,11 @@ def register_model(name: str, target: str, description: str = "") -> None:
 def register_task(name: str, target: str, description: str = "") -> None:
     """Register a task factory at run time (tests, notebooks)."""
     _extra["tasks"][name] = Entry(name, target, description, "runtime")
+
+
+def register_group(name: str, members: list[str] | tuple[str, ...], description: str = "") -> None:
+    """Register a task group at run time (tests, notebooks): `name` stands for the tasks `members`."""
+    _extra_groups[name] = Group(name, tuple(members), description, "runtime")
 
 
 def _entries(kind: str) -> dict[str, Entry]:
@@ -175,6 +206,39 @@ def models() -> dict[str, Entry]:
 
 def tasks() -> dict[str, Entry]:
     return _entries("tasks")
+
+
+def groups() -> dict[str, Group]:
+    """The task groups, by name."""
+    table = {n: Group(n, members, d) for n, (members, d) in BUILTIN_GROUPS.items()}
+    table.update(_extra_groups)
+    return dict(sorted(table.items()))
+
+
+def expand_tasks(names: list[str] | tuple[str, ...]) -> list[str]:
+    """Task names with every group replaced by its members, in order, each task once.
+
+    An unknown name is a RegistryError listing the tasks and the groups; so is a group
+    with a member that is not a registered task.
+    """
+    task_table, group_table = tasks(), groups()
+    out: list[str] = []
+    for name in names:
+        if name in group_table and name in task_table:  # a plugin's task under a group's name
+            raise RegistryError(f"{name!r} is registered both as a task ({task_table[name].source}) and as a task "
+                                f"group ({group_table[name].source}); a name must mean one thing")
+        if name in group_table:
+            members = group_table[name].members
+            missing = [m for m in members if m not in task_table]
+            if missing:
+                raise RegistryError(f"task group {name!r} names tasks that are not registered: {', '.join(missing)}")
+        elif name in task_table:
+            members = (name,)
+        else:
+            raise RegistryError(f"unknown task {name!r}. Valid tasks: {', '.join(task_table)}; "
+                                f"task groups: {', '.join(group_table) or '(none)'}")
+        out += [m for m in members if m not in out]
+    return out
 
 
 def load_target(target: str) -> Callable[..., Any]:
@@ -205,18 +269,26 @@ def check_model(name: str) -> Entry:
     return _lookup("models", name)
 
 
-def _signature(entry: Entry) -> tuple[Callable[..., Any], dict[str, Any], bool]:
-    """(factory, keyword -> type hint, whether it takes keys beyond those): known without building anything."""
+def _signature(entry: Entry) -> tuple[Callable[..., Any], dict[str, Parameter], bool]:
+    """(factory, keyword -> Parameter, whether it takes keys beyond those): known without building anything."""
     factory = load_target(entry.target)
     names = KWARGS_FROM.get(entry.target) or getattr(factory, "kwargs_from", ())
     forwards = tuple(load_target(t) if isinstance(t, str) else t for t in names)
-    hints, open_ = parameter_hints(factory, forwards)
-    return factory, hints, open_
+    params, open_ = parameters(factory, forwards)
+    return factory, params, open_
+
+
+def arguments(kind: str, name: str) -> tuple[list[Parameter], bool]:
+    """The `-M` (kind "models") or `-T` ("tasks") arguments `name` takes, with type hints and defaults,
+    and whether it takes other keys too; what `convert_arguments` types values against. Builds nothing."""
+    _, params, open_ = _signature(_lookup(kind, name))
+    return list(params.values()), open_
 
 
 def _convert(entry: Entry, kind: str, values: dict[str, Any],
              where: Callable[[str], str] | None = None) -> tuple[Callable[..., Any], dict[str, Any], dict[str, Any], bool]:
-    factory, hints, open_ = _signature(entry)
+    factory, params, open_ = _signature(entry)
+    hints = {key: p.hint for key, p in params.items()}
     flag = FLAGS[kind]
     if not open_:
         unknown = sorted(set(values) - set(hints))

@@ -35,7 +35,7 @@ import random
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,19 @@ class RunError(UserError):
     """A run that cannot start (no samples, a bad argument, a run directory of another configuration)."""
 
 
+def check_folder_name(name: str, what: str) -> str:
+    """`name` is one folder name (a run id, a model object's name), never a path out of OUT/<task>/<model>/."""
+    bad = (not name or name.startswith(".") or any(c in name for c in "/\\\0")
+           or any(ord(c) < 32 for c in name))
+    if bad:
+        raise RunError(f"{what} {name!r} is not a folder name: give a name without '/', '\\' or control "
+                       "characters that does not start with '.'")
+    return name
+
+
 def check_run_id(run_id: str) -> str:
     """A --run-id is one folder name inside OUT/<task>/<model>/, never a path out of it."""
-    bad = (not run_id or run_id.startswith(".") or any(c in run_id for c in "/\\\0")
-           or any(ord(c) < 32 for c in run_id))
-    if bad:
-        raise RunError(f"--run-id {run_id!r} is not a folder name: give a name without '/', '\\' or control "
-                       "characters that does not start with '.'")
-    return run_id
+    return check_folder_name(run_id, "--run-id")
 
 
 def check_max_failed(max_failed: float) -> float:
@@ -115,6 +120,7 @@ class RunSpec:
     max_failed: float = DEFAULT_MAX_FAILED  # a share of this session's samples (< 1) or a count
     progress: bool = True
     dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a process waits for the others (multi-process runs)
+    label: str | None = None  # the run's row name in tables (config.json `label`); None keeps the recorded one
 
     def check(self) -> None:
         """The arguments that can be refused before anything is read or written."""
@@ -122,19 +128,23 @@ class RunSpec:
             raise RunError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.run_id is not None:
             check_run_id(self.run_id)
+        if self.label is not None and not self.label.strip():
+            raise RunError("--label must name the run: it is empty")
         check_max_cost(self.max_cost)
         check_max_failed(self.max_failed)
         if not (math.isfinite(self.dist_timeout) and self.dist_timeout > 0):
             raise RunError(f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout:g}")
 
-    def identity(self, data_root: Path, runtime_args: Sequence[str] = ()) -> dict[str, Any]:
+    def identity(self, data_root: Path, runtime_args: Sequence[str] = (),
+                 instance_config: dict[str, Any] | None = None) -> dict[str, Any]:
         """What makes two runs the same run (and so the run id).
 
         `runtime_args` are the model's -M arguments that change how answers are fetched,
         not which (an API adapter's concurrency, timeout, cache folder): a run resumed
-        with other values keeps its directory.
+        with other values keeps its directory. `instance_config`: a model passed as an
+        object (the Python API) has no -M arguments; its `config()` stands in for them.
         """
-        return {
+        identity = {
             "model": self.model,
             "model_args": {k: v for k, v in self.model_args.items() if k not in runtime_args},
             "task": self.task,
@@ -143,6 +153,9 @@ class RunSpec:
             "limit": self.limit,
             "seed": self.seed,
         }
+        if instance_config is not None:
+            identity["model_config"] = instance_config
+        return identity
 
 
 @dataclass
@@ -384,12 +397,28 @@ class _Opened:
     spent: float  # their cost (the budget's starting point)
 
 
-def run(spec: RunSpec) -> RunOutcome:
+def run(spec: RunSpec, model: Any = None) -> RunOutcome:
+    """Run `spec` (resuming its run directory); the same spec again continues or finds nothing left to do.
+
+    `model`: an adapter object to run instead of the registered `spec.model` (the Python API,
+    `adbench.evaluate`). Its name (`as_adapter(model).name`) becomes the run's model name, its
+    `config()` takes the place of -M arguments in the run id, and it is not closed afterwards
+    (the caller owns it).
+    """
     spec.check()
     world = World.from_env()
+    instance = None
+    if model is not None:
+        instance = as_adapter(model)
+        if spec.model_args:
+            raise RunError("model_args are -M arguments of a registered model; a model object is configured "
+                           "by its own constructor")
+        check_folder_name(instance.name, "the model's name")
+        spec = replace(spec, model=instance.name)
     data_root = resolve_data_root(spec.data_root)
     random.seed(spec.seed)
-    registry.check_model(spec.model)
+    if instance is None:
+        registry.check_model(spec.model)
     group = Group(world, spec.dist_timeout)  # before the model: on GPUs it picks this process's device
     try:
         task = registry.make_task(spec.task, **spec.task_args)
@@ -400,21 +429,24 @@ def run(spec: RunSpec) -> RunOutcome:
         ids = [s.id for s in samples]
         if len(set(ids)) != len(ids):
             raise RunError(f"task {spec.task!r} yields duplicate sample ids; a reader bug")
-        model = as_adapter(registry.make_model(spec.model, defaults={"seed": spec.seed}, **spec.model_args))
+        adapter = instance or as_adapter(registry.make_model(spec.model, defaults={"seed": spec.seed},
+                                                             **spec.model_args))
         try:
-            if model.output == OutputKind.SCORE:
+            if adapter.output == OutputKind.SCORE:
                 samples += group.main_first(lambda: task.calibration_samples(data_root, samples))
-            return _run_model(spec, task, model, samples, data_root, group)
+            return _run_model(spec, task, adapter, samples, data_root, group, instance is not None)
         finally:
-            model.close()
+            if instance is None:  # an object the caller passed stays theirs: it may run another task next
+                adapter.close()
     finally:
         group.close()
 
 
 def _run_model(spec: RunSpec, task: Task, model: ModelAdapter, samples: list[Sample], data_root: Path,
-               group: Group) -> RunOutcome:
+               group: Group, is_instance: bool = False) -> RunOutcome:
     world = group.world
-    identity = spec.identity(data_root, model.runtime_args)  # the number of processes is not part of it
+    # the number of processes is not part of the identity; a model object's config() takes the -M arguments' place
+    identity = spec.identity(data_root, model.runtime_args, model.config() if is_instance else None)
     run_id = spec.run_id or stable_hash(identity)[:12]
     store = RunStore(Path(spec.out) / spec.task / spec.model / run_id)
     budget = budget_terms(spec.max_cost, spec.model, model)
@@ -479,6 +511,10 @@ def _config(spec: RunSpec, task: Task, model: ModelAdapter, identity: dict[str, 
         "environment": environment(),
         "sessions": [],
     }
+    if "model_config" in identity:  # a model object (the Python API): which class answered
+        obj = getattr(model, "inner", model)  # as_adapter wraps an object that is not a Model
+        config["model_object"] = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    label = spec.label
     if store.config_path.exists():
         old = store.read_config()
         # prompt_hash: the same -M values can name a prompt whose text changed (-M instruction_file=)
@@ -488,10 +524,17 @@ def _config(spec: RunSpec, task: Task, model: ModelAdapter, identity: dict[str, 
                     f"{store.dir} holds a run with a different {key} ({old.get(key)!r} vs {config.get(key)!r}); "
                     "choose another --run-id or --out"
                 )
+        if "model_config" in identity and stable_hash(old.get("model_config")) != stable_hash(identity["model_config"]):
+            raise RunError(f"{store.dir} holds a run of {spec.model} with another config() "
+                           f"({old.get('model_config')!r} vs {identity['model_config']!r}); choose another run_id or out")
         config["sessions"] = old.get("sessions", [])
         config["started_at"] = old.get("started_at", now())
+        if label is None:
+            label = old.get("label")  # a label stays until another --label replaces it
     else:
         config["started_at"] = now()
+    if label is not None:
+        config["label"] = label
     config["sessions"].append({"started": now()})
     return config
 
@@ -561,7 +604,7 @@ def _progress(spec: RunSpec, total: int, initial: int) -> Any:
 # -- results.json ------------------------------------------------------------------------------
 
 #: results.json keys build_results derives itself; any other key a results.json carries is kept on rescoring.
-DERIVED_KEYS = frozenset({"task", "model", "run_id", "metrics", "counts", "usage", "rules", "threshold_rule",
+DERIVED_KEYS = frozenset({"task", "model", "label", "run_id", "metrics", "counts", "usage", "rules", "threshold_rule",
                           "score_is_probability", "complete", "stopped", "budget", "failures", "cells", "scored_by",
                           "boxes"})
 #: How many distinct error texts results.json lists (most frequent first).
@@ -586,6 +629,8 @@ def build_results(task: Task, config: dict[str, Any], records: Sequence[Record],
     results: dict[str, Any] = {"task": config["task"], "model": config["model"], "run_id": run_id,
                                **task.score(records, kind=declared_output(config.get("model_output"))),
                                "usage": _usage(records)}
+    if config.get("label"):  # the run's row name in tables (--label)
+        results["label"] = config["label"]
     if "rules" in results:
         results["score_is_probability"] = bool(config.get("score_is_probability"))
     counts = results["counts"]

@@ -118,3 +118,13 @@ class FilePromptModel(SlowModel):
 
     def prompt_text(self) -> str:
         return Path(self.instruction_file).read_text(encoding="utf-8")
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`adbench ARGV` in this process: (exit status, stdout, stderr), capsys emptied first."""
+    from adbench.cli import main
+
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err

@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from adbench import registry
-from adbench.cli import main
 from adbench.model import Model, OutputKind
 from adbench.runner import EXIT_BUDGET, EXIT_FAILED, RunSpec, run
 from adbench.schema import ParseStatus, Query, Response
 from adbench.store import RunStore, StoreError
 from tests.chat_server import ChatServer
-from tests.helpers import write_mini_mmad
+from tests.helpers import cli, write_mini_mmad
 
 ROOT = Path(__file__).resolve().parent.parent
 registry.register_task("mini-all", "tests.helpers:mini_all_task", "test task")
@@ -88,13 +87,6 @@ def results_of(run_dir: Path) -> dict:
 def run_args(suite: Path, out: Path, model: str = "chance", task: str = "mini-all", *extra: str) -> list[str]:
     return ["run", "--model", model, "--task", task, "--data-root", str(suite), "--out", str(out), "--no-progress",
             *extra]
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def api_args(srv_url: str, tmp_path: Path, **margs) -> list[str]:

@@ -234,7 +234,8 @@ def summary(data: dict[str, Any]) -> dict[str, Any]:
     metrics = res.get("metrics", {})
     datasets = [d for d in metrics if d != "average"]
     qtypes = sorted({q for d in datasets for q in metrics[d].get("qtypes", {})})
-    facts = [("model", res.get("model")), ("task", res.get("task")), ("run", res.get("run_id")),
+    facts = [*([("label", res["label"])] if res.get("label") else []),
+             ("model", res.get("model")), ("task", res.get("task")), ("run", res.get("run_id")),
              ("samples", c.get("n")), ("failed", c.get("n_failed")), ("unparsed", c.get("n_unparsed"))]
     if data["rule"]:
         facts.append(("threshold rule", data["rule"]))
@@ -290,7 +291,7 @@ def render_html(data: dict[str, Any], *, per_page: int = 50) -> str:
             blobs.append({"id": f"im-{i}", "src": im["src"]})
         meta.append(m)
     return _template().render(
-        title=f"adbench report: {res.get('model')} on {res.get('task')} ({res.get('run_id')})",
+        title=f"adbench report: {res.get('label') or res.get('model')} on {res.get('task')} ({res.get('run_id')})",
         data_json=_json_for_script({"samples": data["samples"], "perPage": int(per_page),
                                     "scoreModel": bool(data.get("score_model")), "rule": data.get("rule")}),
         images_json=_json_for_script(meta),

@@ -50,16 +50,21 @@ def run_variants(results: dict[str, Any]) -> list[tuple[str | None, str]]:
     return out
 
 
+def run_name(results: dict[str, Any]) -> str:
+    """A run's name in tables: its `--label` (results.json `label`), else the model's name."""
+    return results.get("label") or results["model"]
+
+
 def run_labels(loaded: Sequence[tuple[Path, dict[str, Any]]]) -> list[str]:
-    """A label per run: the model name, with the task or run id where names would collide."""
+    """A label per run: its name (`run_name`), with the task or run id where names would collide."""
     tasks = {r["task"] for _, r in loaded}
-    names = [r["model"] for _, r in loaded]
+    names = [(run_name(r), r["task"]) for _, r in loaded]
     labels = []
     for d, res in loaded:
-        label = res["model"]
+        label = run_name(res)
         if len(tasks) > 1:
             label = f"{label} [{res['task']}]"
-        if names.count(res["model"]) > 1:
+        if names.count((run_name(res), res["task"])) > 1:
             label = f"{label} [{res.get('run_id', d.name)}]"
         labels.append(label)
     return labels

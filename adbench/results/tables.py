@@ -46,7 +46,7 @@ from adbench.results.layouts import (
     layout_notes,
 )
 from adbench.results.reference import MISSING, ReferenceTable, load_reference
-from adbench.results.runs import Run, Samples, load_results, run_labels, run_variants
+from adbench.results.runs import Run, Samples, load_results, run_labels, run_name, run_variants
 from adbench.results.scoring import require_mmad_figures
 from adbench.results.status import FAILED_MARK, INCOMPLETE_MARK, run_status
 
@@ -81,7 +81,7 @@ class TableRow:
     figures: dict[str, float | None]  # column -> percent (published: parsed from the printed value)
     cells: dict[str, str]  # column -> printed text
     source: str
-    keys: tuple[str, ...]  # names --compare accepts for this row
+    keys: tuple[str, ...]  # names --compare accepts for this row, the most specific last
     published: bool = False
     run: RunVariant | None = None
     notes: list[str] = field(default_factory=list)
@@ -155,7 +155,10 @@ def _run_rows(layout: Layout, runs: list[Run], metric: str) -> list[TableRow]:
                 figures=figures,
                 cells=texts,
                 source=f"run {res.get('run_id', run.run_dir.name)}",
-                keys=(label,),
+                # its name and model name (with and without the rule's suffix) too: a name several
+                # rows share is then ambiguous and listed, not "no row"
+                keys=(*(k for k in dict.fromkeys((run_name(res), res["model"], run_name(res) + suffix,
+                                                  res["model"] + suffix)) if k != label), label),
                 run=variant,
                 notes=notes,  # one run's notes once
                 mark=status.mark,
@@ -312,14 +315,15 @@ def _add_intervals(table: Table, n_resamples: int, confidence: float, seed: int)
 
 
 def find_row(rows: Sequence[TableRow], name: str) -> TableRow:
-    """The one row `name` names (a run's label, a published model, `model scale`, ...)."""
+    """The one row `name` names: a row's label as the table prints it, else any of its keys (a run's
+    name or model, a published model, `model scale`, ...); a name several rows answer to is ambiguous."""
     want = _norm(name)
-    hits = [r for r in rows if want in {_norm(k) for k in r.keys}]
+    hits = [r for r in rows if _norm(r.label) == want] or [r for r in rows if want in {_norm(k) for k in r.keys}]
     if len(hits) == 1:
         return hits[0]
     choices = ", ".join(repr(r.keys[-1]) for r in (hits or rows))
     if hits:
-        raise UserError(f"--compare {name!r} matches {len(hits)} rows; name one of: {choices}")
+        raise UserError(f"--compare {name!r} is ambiguous: it matches {len(hits)} rows; name one of: {choices}")
     raise UserError(f"--compare {name!r} matches no row; rows: {choices}")
 
 

@@ -15,7 +15,6 @@ an error). `data.task_args` are typed from the task's factory, as `-T` values ar
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from adbench.args import UNTYPED, ArgumentError, convert, split_assignment
+from adbench.args import UNTYPED, ArgumentError, convert, split_assignment, unknown_key_message
 from adbench.errors import UserError
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
@@ -124,9 +123,7 @@ def _keys_of(section: str) -> dict[str, Any] | None:
 
 
 def _unknown(where: str, key: str, valid: list[str], what: str) -> RecipeError:
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    return RecipeError(f"{where}: unknown key {key}{hint}; valid {what}: {', '.join(valid)}")
+    return RecipeError(unknown_key_message(where, key, valid, what))
 
 
 def _read_yaml(text: str) -> Any:
