@@ -15,7 +15,7 @@ from adbench.task import QuestionTask
 from tests.helpers import write_mini_mmad
 
 registry.register_model("boxer", "tests.test_box_quality:Boxer", "test model that writes boxes")
-registry.register_task("boxes-mini", "tests.test_box_quality:boxed_task", "mini suite with GT boxes")
+registry.register_task("mini-boxes", "tests.test_box_quality:boxed_task", "mini suite with GT boxes")
 
 GT = (4, 4, 12, 10)  # write_mini_mmad's masks: rows 4..9, columns 4..11
 
@@ -28,7 +28,7 @@ def boxed_task():
                 s.boxes = [Box(*GT)]
         return samples
 
-    return QuestionTask("boxes-mini", "mini suite with GT boxes", read)
+    return QuestionTask("mini-boxes", "mini suite with GT boxes", read)
 
 
 class Boxer(Model):
@@ -115,8 +115,8 @@ def test_per_dataset_and_average_by_hand():
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("boxes")
     data = write_mini_mmad(base / "data", n_good=2, n_bad=2)
-    boxed = run(RunSpec(model="boxer", task="boxes-mini", data_root=data, out=base / "runs", progress=False)).run_dir
-    plain = run(RunSpec(model="chance", task="boxes-mini", data_root=data, out=base / "runs", progress=False)).run_dir
+    boxed = run(RunSpec(model="boxer", task="mini-boxes", data_root=data, out=base / "runs", progress=False)).run_dir
+    plain = run(RunSpec(model="chance", task="mini-boxes", data_root=data, out=base / "runs", progress=False)).run_dir
     return boxed, plain
 
 
