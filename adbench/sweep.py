@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from adbench.distributed import World
 from adbench.errors import UserError
 from adbench.runner import EXIT_BUDGET, EXIT_FAILED, EXIT_OK, EXIT_USAGE, RunOutcome, RunSpec, run
 
@@ -41,8 +42,10 @@ class PairResult:
 def run_pairs(specs: Sequence[RunSpec], on_outcome: Callable[[RunOutcome], None]) -> list[PairResult]:
     """Run each spec in turn; `on_outcome` sees each finished run. A KeyboardInterrupt stops them all."""
     done = []
+    announce = World.from_env().is_main  # under torchrun every process runs every pair; one says which
     for i, spec in enumerate(specs, 1):
-        print(f"[{i}/{len(specs)}] {spec.model} on {spec.task}", file=sys.stderr)
+        if announce:
+            print(f"[{i}/{len(specs)}] {spec.model} on {spec.task}", file=sys.stderr)
         try:
             outcome = run(spec)
         except UserError as e:  # this pair's input (its data, its run directory): the others may be fine

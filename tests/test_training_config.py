@@ -136,7 +136,9 @@ def test_the_rollout_path_is_one_recipe_setting_wired_to_grpoconfig(capsys):
     assert {k: v for k, v in kw.items() if k != "cache_implementation"} == \
         {k: v for k, v in grpo_kwargs(load_recipe("release-multidomain", ["vllm.enabled=false"])).items()
          if k != "cache_implementation"}
-    # one place: TRL's own switches for it are refused in grpo:, an unknown path is refused
+    # one place: TRL's own switches for it are refused in grpo:, an unknown path is refused. No `paged` path:
+    # TRL 1.16's trl/trainer/grpo_trainer.py, GRPOTrainer.__init__, raises for
+    # use_transformers_continuous_batching with a ProcessorMixin ("does not support multimodal models")
     for item, message in (("rollout.path=paged", "--set rollout.path: expected one of generate, static"),
                           ("grpo.cache_implementation=static", "grpo.cache_implementation is chosen by rollout.path"),
                           ("grpo.use_transformers_paged=true", "grpo.use_transformers_paged is chosen by rollout.path"),
