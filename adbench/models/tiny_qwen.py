@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from adbench import compat
 from adbench.errors import UserError
 
 #: Qwen2.5's special tokens, ids 151643.. in this order (151655 = <|image_pad|>).
@@ -143,6 +144,7 @@ def _convert(ranks: Path) -> Any:
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
+    compat.tokenizer_conversion()  # transformers 4.x's converter and tiktoken < 0.12 fail here
     backend = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN2_PATTERN).converted()
     if backend.get_vocab_size() != N_BASE_RANKS:
         raise TokenizerAssetError(f"{ranks}: expected {N_BASE_RANKS} ranks, got {backend.get_vocab_size()}")

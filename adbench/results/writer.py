@@ -94,17 +94,22 @@ def _body(table: Table, compact: bool, repeat_group: bool) -> list[list[str]]:
 
 
 def _latex_format():  # noqa: ANN202 - tabulate's TableFormat
-    """tabulate's booktabs layout without its escaping: cells arrive escaped by `latex_escape`."""
+    """tabulate's booktabs layout without its escaping: cells arrive escaped by `latex_escape`.
+
+    The cell padding is in the row's separators, not tabulate's `padding`: tabulate 0.9
+    looks for SEPARATING_LINE (the rule between groups) in the padded cell, so with
+    padding it printed an empty row instead of the rule.
+    """
     from tabulate import DataRow, Line, TableFormat
 
     def begin(widths: Sequence[int], aligns: Sequence[str]) -> str:
         spec = "".join("r" if a == "right" else "l" for a in aligns)
         return "\\begin{tabular}{" + spec + "}\n\\toprule"
 
-    row = DataRow("", "&", "\\\\")
+    row = DataRow(" ", " & ", " \\\\")
     return TableFormat(lineabove=begin, linebelowheader=Line("\\midrule", "", "", ""), linebetweenrows=None,
                        linebelow=Line("\\bottomrule\n\\end{tabular}", "", "", ""), headerrow=row, datarow=row,
-                       padding=1, with_header_hide=None)
+                       padding=0, with_header_hide=None)
 
 
 def render_table(table: Table, fmt: str = "markdown", *, compact: bool = False) -> str:

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from adbench import compat
 from adbench.errors import UserError
 from adbench.training.grpo_data import frame_budget
 from adbench.training.lora import lora_kwargs
@@ -233,6 +234,7 @@ def describe(recipe: dict[str, Any], out: Path | str | None = None, overrides: l
     transformers refuses on a CPU (`DEVICE_KEYS`) are turned off for that check only;
     `grpo_config_check.device_adjusted` lists what was changed. Nothing is loaded.
     """
+    compat.training()  # the GRPOConfig fields and defaults the recipes were checked against
     name = recipe.get("name", "?")
     kwargs = grpo_kwargs(recipe, checkpoint_dir(out) if out is not None else None, progress)
     layout = batch_layout(kwargs, world_size(), name)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adbench import compat
 from adbench.distributed import World, describe_rank
 from adbench.errors import UserError
 from adbench.models.presets.adfm import TRAINING_METADATA, read_training_metadata
@@ -174,6 +175,7 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
     """
     t_start = time.perf_counter()
     recipe = load_recipe(recipe_name, overrides)  # before the heavy imports: a bad name fails at once
+    compat.training()  # TRL's config fields and trainer hooks, peft's LoRA API: a clear error, not one mid-step
     quiet_deepspeed_without_gpu()
 
     from accelerate import PartialState

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adbench import compat
 from adbench.runner import stratified_subset
 from adbench.training.console import attach_console, phase
 from adbench.training.grpo_data import TrainingSamples, build_sft_dataset, configure_processor, frame_budget
@@ -68,6 +69,7 @@ def warmup_done(folder: Path) -> bool:
 def run_warmup(recipe: dict[str, Any], base: str | Path, training: TrainingSamples, out: Path, *,
                model_kwargs: dict[str, Any], progress: bool = True, image_dir: Path | None = None) -> dict[str, Any]:
     """SFT `base` on the ideal replies of `training` into `out`; returns what the metadata records."""
+    compat.training()  # overrides SFTTrainer.compute_loss: TRL's trainer internals
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer

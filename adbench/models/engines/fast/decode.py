@@ -36,6 +36,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adbench import compat
 from adbench.models.engines.fast.kernels import install_fast_attention
 from adbench.models.engines.fast.prefix import SharedPrefix, plan_shared_prefix
 from adbench.models.generation import GenerationConfig
@@ -216,6 +217,7 @@ class StaticDecoder:
                  share_prefix: bool = True) -> None:
         import torch
 
+        compat.fast_engine()  # get_rope_index, the cache and attention interfaces, a one-graph decoding step
         self.base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.kernels = install_fast_attention(model)
         text = self.base.config.get_text_config()
