@@ -68,11 +68,14 @@ class Supported:
 
 # The ranges the checks enforce. tests/test_compat.py keeps them equal to pyproject.toml's and
 # to the floors CI installs (.ci/floors.txt). Why each floor is what it is: README.
-TRANSFORMERS = Supported("transformers", "5.4")
+TRANSFORMERS = Supported("transformers", "5.6")
 TORCH = Supported("torch", "2.8")
 TRL = Supported("trl", "1.0", below="1.17")
 PEFT = Supported("peft", "0.18")
 TIKTOKEN = Supported("tiktoken", "0.12")
+DEEPSPEED = Supported("deepspeed", "0.19.8", below="0.20")
+#: vLLM 0.20 is the first to admit transformers 5 (>=5.5.1); TRL 1.16 drives 0.22 ... 0.31 (its `vllm` extra)
+VLLM = Supported("vllm", "0.22", below="0.32")
 
 
 def installed_version(package: str) -> str | None:
@@ -122,7 +125,10 @@ def fast_engine(transformers: str | None = None, torch: str | None = None) -> No
     signature from transformers 5.3 on), registers an attention and a mask function in
     `AttentionInterface` / `masking_utils.AttentionMaskInterface`, hands the model a
     cache object of its own that keeps no length (5.3's text model asks the cache for
-    `get_seq_length()`; from 5.4 it takes the positions it is given). Its decoding step
+    `get_seq_length()`; from 5.4 it takes the positions it is given), and takes the
+    positions `get_rope_index` gives, which are right from 5.6 on (5.4 and 5.5 give an
+    image after the first token a temporal position of start x time interval, so the
+    fast engine's decoding positions, derived from the largest one, were off). Its decoding step
     compiles as one graph (a CUDA graph on a GPU) from torch 2.8 on: 2.6's dynamo cannot
     trace transformers 5's forward wrappers, 2.7's traces the float sampling settings as
     tensors and breaks the graph where the step branches on them.
@@ -152,3 +158,58 @@ def training(trl: str | None = None, transformers: str | None = None, peft: str 
     `FSDPModule` (the declared floor, 2.8, is the fast engine's).
     """
     _check("adbench train", ((TRL, trl), (TRANSFORMERS, transformers), (PEFT, peft), (TORCH, torch)))
+
+
+def deepspeed_zero2(deepspeed: str | None = None) -> None:
+    """Training under `accelerate launch --config_file adbench/training/accelerate_zero2.yaml`.
+
+    ds_zero2.json's keys and "auto" values are the ones DeepSpeed 0.19's config parser
+    accepts (tests/test_deepspeed_config.py runs that parser); a later minor release may
+    rename or reject them at the first step, after the model has loaded on every GPU.
+    """
+    _check("adbench train with DeepSpeed ZeRO-2", ((DEEPSPEED, deepspeed),))
+
+
+def trl_vllm_range(trl_requirements: list[str] | None = None) -> str | None:
+    """The vLLM versions the installed TRL drives its rollouts with: its `vllm` extra's specifier, e.g. ">=0.22.0,<=0.31.0".
+
+    Read from TRL's package metadata (`trl_requirements` replaces it in tests); None when TRL
+    declares no such extra or is not installed.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    if trl_requirements is None:
+        try:
+            trl_requirements = metadata.requires("trl") or []
+        except metadata.PackageNotFoundError:
+            return None
+    for line in trl_requirements:
+        requirement = Requirement(line)
+        if canonicalize_name(requirement.name) == "vllm" and requirement.marker is not None \
+                and requirement.marker.evaluate({"extra": "vllm"}):
+            return str(requirement.specifier)
+    return None
+
+
+def training_with_vllm(vllm: str | None = None, trl: str | None = None,
+                       trl_requirements: list[str] | None = None) -> None:
+    """`adbench train` with vLLM rollouts (recipe `vllm.enabled`): TRL calls vLLM's engine internals.
+
+    Two ranges must hold: adbench's (`VLLM`, pyproject.toml) and the one the installed TRL
+    was written against (its `vllm` extra; TRL itself only warns outside it, and then fails
+    inside the first rollout). TRL 1.0 drives vLLM 0.10.2 ... 0.17.1, none of which runs
+    with transformers 5, so vLLM rollouts need a newer TRL within adbench's range.
+    """
+    from packaging.specifiers import SpecifierSet
+
+    use = "adbench train with vLLM rollouts"
+    _check(use, ((VLLM, vllm),))
+    found = installed_version("vllm") if vllm is None else vllm
+    trl_version = installed_version("trl") if trl is None else trl
+    spec = trl_vllm_range(trl_requirements)
+    if found is None or spec is None or SpecifierSet(spec).contains(found, prereleases=True):
+        return
+    raise UnsupportedVersionError(
+        f"{use}: trl {trl_version} drives vllm{spec} (its vllm extra), but vllm {found} is installed; "
+        f"pip install -U '{TRL.spec()}' for a TRL that drives {VLLM.spec()}, or --set vllm.enabled=false")

@@ -228,7 +228,9 @@ def run_path(path: str, processor, dataset, tmp: Path) -> dict:
         raise SystemExit(f"{RECIPE} has num_generations {recipe['grpo']['num_generations']}, expected {GENERATIONS}")
     kwargs = grpo_kwargs(recipe, tmp / f"out-{path}", progress=False)
     if path == "paged":  # TRL's continuous batching: not a recipe setting (see the module docstring)
-        kwargs["use_transformers_continuous_batching"] = True
+        # the field's name in the installed TRL (use_transformers_paged up to TRL 1.x's rename)
+        names = ("use_transformers_continuous_batching", "use_transformers_paged")
+        kwargs[next(n for n in names if n in GRPOConfig.__dataclass_fields__)] = True
     if path != "vllm":  # a random model samples vision tokens; see the module docstring
         kwargs["generation_kwargs"] = {"suppress_tokens": [tiny_qwen.IMAGE_PAD_ID, tiny_qwen.VIDEO_PAD_ID,
                                                            tiny_qwen.VISION_START_ID, tiny_qwen.VISION_END_ID]}

@@ -456,11 +456,23 @@ def test_cpu_warmup_loss_equals_the_models_own_completion_loss():
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, use_safetensors=True)
     proc = AutoProcessor.from_pretrained(base)
     image = Image.new("RGB", (56, 56), (120, 30, 200))
-    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Q?"}]},
-                {"role": "assistant", "content": [{"type": "text", "text": "<answer>B</answer>"}]}]
-    enc = proc.apply_chat_template([messages], tokenize=True, return_dict=True, return_tensors="pt")
+
+    def conversation(question: str, reply: str) -> list[dict]:
+        return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]},
+                {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+
+    # two rows of different lengths (right-padded) whose completions sit at different positions: the loss
+    # reads each row's own completion tokens, not the union of the rows' positions it computes logits on
+    proc.tokenizer.padding_side = "right"
+    enc = proc.apply_chat_template([conversation("Q?", "<answer>B</answer>"),
+                                    conversation("Is there a defect on this part at all?", "<answer>A</answer> yes")],
+                                   tokenize=True, return_dict=True, return_tensors="pt", padding=True)
     labels = enc["input_ids"].clone()
-    labels[:, :-8] = -100  # only the last 8 tokens are "completion"
+    lengths = enc["attention_mask"].sum(dim=1).tolist()
+    assert lengths[0] != lengths[1]
+    for row, (length, completion) in enumerate(zip(lengths, (8, 11))):
+        labels[row, :length - completion] = -100  # only the last tokens of each row are "completion"
+        labels[row, length:] = -100  # padding
     inputs = {**enc, "labels": labels}
     fake = SimpleNamespace(args=SimpleNamespace(average_tokens_across_devices=False))
     with torch.no_grad():

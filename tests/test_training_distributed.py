@@ -32,7 +32,10 @@ def test_two_process_grpo_resumes_a_run_and_rank_0_alone_writes(tmp_path):
                            str(tiny_training().data_root), "--no-progress"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines() == [str(out / "adapter")]  # rank 0 reports; rank 1 prints nothing
+    # rank 0 reports; rank 1 prints nothing (torch 2.8's gloo backend writes "[Gloo] Rank N is connected
+    # to ..." lines on stdout from C++, which no Python setting silences)
+    printed = [line for line in proc.stdout.strip().splitlines() if not line.startswith("[Gloo] ")]
+    assert printed == [str(out / "adapter")]
     assert proc.stderr.count("resumed from step 2") == 1
     meta = json.loads((out / "adapter" / TRAINING_METADATA).read_text())
     assert meta["written_by"]["rank"] == 0

@@ -75,10 +75,12 @@ def use_vllm(recipe: dict[str, Any]) -> bool:
     """recipe.vllm.enabled: true (required), false, or auto (when vllm is importable)."""
     enabled = (recipe.get("vllm") or {}).get("enabled", "auto")
     if enabled == "auto":
-        return vllm_available()
-    if enabled and not vllm_available():
+        enabled = vllm_available()
+    elif enabled and not vllm_available():
         raise TrainingError("the recipe sets vllm.enabled: true but vllm is not installed (pip install 'adbench[vllm]' "
                             "or --set vllm.enabled=false)")
+    if enabled:
+        compat.training_with_vllm()  # TRL drives vLLM's engine: both ranges, before any model loads
     return bool(enabled)
 
 

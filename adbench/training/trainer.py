@@ -27,8 +27,10 @@ vision tower stays frozen (`lora.assert_vision_frozen` checks the wrapped model)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +168,24 @@ def _save_at_end() -> Any:
     return SaveAtEnd()
 
 
+@functools.cache
+def restore_indexed_cpu_locations() -> None:
+    """Let torch.load map storages to "cpu:N", as transformers before 5.20 asks when a multi-process run resumes on CPUs.
+
+    Its Trainer loads the optimizer state with map_location=args.device in a multi-process
+    run, and accelerate's device for a CPU process is torch.device("cpu", rank), which torch's
+    own deserializers do not know ("don't know how to restore data location ... cpu:0");
+    transformers 5.20 maps to plain "cpu" instead. Registered once per process, through
+    torch's public registry; storages then stay on the CPU, where they were saved.
+    """
+    import torch.serialization
+
+    def deserialize(storage: Any, location: str) -> Any:
+        return storage if re.fullmatch(r"cpu:\d+", location) else None
+
+    torch.serialization.register_package(30, lambda storage: None, deserialize)  # after torch's own cpu (10)
+
+
 def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_root: Path | None = None,
           progress: bool = True) -> TrainResult:
     """Run a recipe into `out`; returns the adapter and its metadata.
@@ -176,6 +196,8 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
     t_start = time.perf_counter()
     recipe = load_recipe(recipe_name, overrides)  # before the heavy imports: a bad name fails at once
     compat.training()  # TRL's config fields and trainer hooks, peft's LoRA API: a clear error, not one mid-step
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":  # set by accelerate launch for DeepSpeed
+        compat.deepspeed_zero2()
     quiet_deepspeed_without_gpu()
 
     from accelerate import PartialState
@@ -234,6 +256,8 @@ def train(recipe_name: str, out: Path, overrides: list[str] | None = None, data_
               f"reward {' + '.join(f.__name__ for f in trainer.reward_funcs)}")
         # this run rewrites the adapter: until it finishes, it is not a finished one
         (out / "adapter" / TRAINING_METADATA).unlink(missing_ok=True)
+        if last and World.from_env().size > 1:
+            restore_indexed_cpu_locations()
         trainer.train(resume_from_checkpoint=str(last) if last else None)
     t_grpo = time.perf_counter() - t0
     start_step = step_of(last) if last else 0

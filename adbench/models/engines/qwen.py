@@ -14,7 +14,8 @@ from typing import Any
 
 from adbench import compat
 from adbench.args import ArgumentError
-from adbench.models.engines.hf import HFVisionLanguageModel, resolve_device
+from adbench.models.devices import resolve_device
+from adbench.models.engines.hf import HFVisionLanguageModel
 from adbench.models.qwen_frame import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, grid_to_input_size, smart_resize
 
 QWEN_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -61,7 +62,7 @@ class QwenVLModel(HFVisionLanguageModel):
         self.share_prefix = bool(share_prefix)
         self._decoder: Any = None
         self._decoder_lock = threading.Lock()
-        fast_on_gpu = engine == "auto" and resolve_device(str(kwargs.get("device", "auto"))).startswith("cuda")
+        fast_on_gpu = engine == "auto" and resolve_device(str(kwargs.get("device", "auto"))).type == "cuda"
         if engine == "fast" or fast_on_gpu:
             compat.fast_engine()  # checked before the model loads (minutes for a 7B one), not at its first batch
         super().__init__(base=base, compile=bool(compile), **kwargs)
