@@ -46,14 +46,20 @@ def completion_loss_trainer() -> type:
                          num_items_in_batch: Any = None) -> Any:
             labels = inputs["labels"][:, 1:]
             mask = labels != -100
-            # the LM head only on the positions where some row has a completion token, through the model's
-            # own forward: under `accelerate launch` that is DistributedDataParallel's, which synchronises
-            # the gradients. A 1-D `logits_to_keep` (positions kept in every row) is read the same way by
-            # every transformers release in range; a 2-D boolean one only from 5.21 on (slice_logits_to_keep).
-            columns = mask.any(dim=0).nonzero().squeeze(1)  # position t predicts label t + 1
+            # the LM head on the completion positions only, through the model's own forward: under
+            # `accelerate launch` that is DistributedDataParallel's, which synchronises the gradients. A
+            # pre-hook hands the head only those rows of its input (position t predicts label t + 1), so
+            # the logits come back flattened, row-major as labels[mask]. (transformers >= 5.21 does the
+            # same for a 2-D boolean `logits_to_keep`; earlier releases in range only take 1-D positions.)
+            keep = torch.zeros_like(inputs["labels"], dtype=torch.bool)
+            keep[:, :-1] = mask
+            head = getattr(model, "module", model).get_output_embeddings()  # DDP keeps the model in .module
+            hook = head.register_forward_pre_hook(lambda _module, args: (args[0][keep],))
             kwargs = {k: v for k, v in inputs.items() if k != "labels"}
-            logits = model(**kwargs, use_cache=False, logits_to_keep=columns).logits
-            logits = logits[mask[:, columns]].float()  # row-major, as labels[mask]
+            try:
+                logits = model(**kwargs, use_cache=False).logits.float()
+            finally:
+                hook.remove()
             n = mask.sum() if num_items_in_batch is None else num_items_in_batch
             loss = F.cross_entropy(logits, labels[mask], reduction="sum") / torch.as_tensor(n).clamp(min=1)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
