@@ -55,10 +55,9 @@ def evaluate(model: str | Any, task: str, **options: Any) -> RunOutcome:
     if isinstance(model, str):
         model_args = registry.convert_arguments("models", model, model_args, lambda key: f"model_args[{key!r}]")
         return run(RunSpec(model=model, task=task, model_args=model_args, task_args=task_args, label=label, **opts))
-    if model_args:
-        raise UserError("evaluate(model_args=) is for a registered model name; a model object is configured by "
-                        "its own constructor")
-    return run(RunSpec(model="", task=task, task_args=task_args, label=label, **opts), model=model)
+    # the runner refuses model_args with a model object (one place for that rule)
+    return run(RunSpec(model="", task=task, model_args=model_args, task_args=task_args, label=label, **opts),
+               model=model)
 
 
 @dataclass

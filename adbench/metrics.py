@@ -59,6 +59,14 @@ def _finite(scores: Sequence[float], what: str) -> np.ndarray:
     return s
 
 
+def _both_classes(labels: Sequence[int], what: str) -> np.ndarray:
+    """Labels as an array; a single class is a MetricError (no ROC curve to draw)."""
+    y = np.asarray(labels)
+    if len(np.unique(y)) < 2:
+        raise MetricError(f"{what} needs both normal and anomalous samples")
+    return y
+
+
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """Area under the ROC curve (label 1 = anomalous = positive); needs both classes.
 
@@ -66,9 +74,7 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """
     from sklearn.metrics import roc_auc_score
 
-    y = np.asarray(labels)
-    if len(np.unique(y)) < 2:
-        raise MetricError("AUROC needs both normal and anomalous samples")
+    y = _both_classes(labels, "AUROC")
     return float(roc_auc_score(y, _finite(scores, "AUROC")))
 
 
@@ -76,9 +82,7 @@ def roc_points(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarr
     """The ROC curve (false positive rate, true positive rate), from (0, 0) to (1, 1); needs both classes."""
     from sklearn.metrics import roc_curve
 
-    y = np.asarray(labels)
-    if len(np.unique(y)) < 2:
-        raise MetricError("a ROC curve needs both normal and anomalous samples")
+    y = _both_classes(labels, "a ROC curve")
     fpr, tpr, _ = roc_curve(y, _finite(scores, "a ROC curve"))
     return fpr, tpr
 
@@ -95,9 +99,7 @@ def youden_threshold(scores: Sequence[float], labels: Sequence[int]) -> float:
     """
     from sklearn.metrics import roc_curve
 
-    y = np.asarray(labels)
-    if len(np.unique(y)) < 2:
-        raise MetricError("Youden's J needs both normal and anomalous samples")
+    y = _both_classes(labels, "Youden's J")
     fpr, tpr, thr = roc_curve(y, _finite(scores, "Youden's J"), drop_intermediate=False)
     finite = np.isfinite(thr)
     j = np.where(finite, tpr - fpr, -np.inf)

@@ -202,13 +202,14 @@ def _check_scopes(assignments: Iterable[Assignment], valid: set[str], what: str,
 def _typed(kind: str, name: str, assignments: list[Assignment], n_receivers: int) -> dict[str, Any]:
     """One model's (task's) arguments, typed by its factory; an unknown key names where it was given."""
     last = {a.key: a for a in assignments}  # the narrowest scope was listed last
-    params, open_ = registry.arguments(kind, name)
-    unknown = [a for key, a in last.items() if not open_ and key not in {p.name for p in params}]
     try:
         return registry.convert_arguments(kind, name, {k: a.value for k, a in last.items()},
                                           lambda key: f"{last[key].source}{last[key].where}")
-    except registry.RegistryError as e:
-        a = unknown[0] if unknown else next(iter(last.values()))
+    except registry.RegistryError as e:  # an unknown key (a bad value is an ArgumentError, named where it was given)
+        params = {p.name for p in registry.arguments(kind, name)[0]}
+        a = next((a for key, a in last.items() if key not in params), None)
+        if a is None:  # not about a key (an unknown name): as it is
+            raise
         hint = ""
         if a.scope is None and n_receivers > 1:
             flag, section = registry.FLAGS[kind], f"{kind[:-1]}_args"

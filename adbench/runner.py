@@ -411,8 +411,8 @@ def run(spec: RunSpec, model: Any = None) -> RunOutcome:
     if model is not None:
         instance = as_adapter(model)
         if spec.model_args:
-            raise RunError("model_args are -M arguments of a registered model; a model object is configured "
-                           "by its own constructor")
+            raise RunError("model_args (-M, evaluate(model_args=)) are arguments of a registered model; a model "
+                           "object is configured by its own constructor")
         check_folder_name(instance.name, "the model's name")
         spec = replace(spec, model=instance.name)
     data_root = resolve_data_root(spec.data_root)
@@ -497,7 +497,7 @@ def _config(spec: RunSpec, task: Task, model: ModelAdapter, identity: dict[str, 
         "run_id": run_id,
         **identity,
         "batch_size": spec.batch_size,
-        "model_config": model.config(),
+        "model_config": identity["model_config"] if "model_config" in identity else model.config(),
         "model_output": model.output,
         # a fixed threshold (0.5) only means something for scores that are probabilities (CLIP)
         "score_is_probability": bool(model.score_is_probability),

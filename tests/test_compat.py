@@ -201,7 +201,9 @@ def test_vllm_rollouts_need_both_adbenchs_range_and_the_one_trl_drives():
 def test_the_installed_transformers_positions_an_image_after_text_at_its_start():
     """Qwen2.5-VL's M-RoPE index (transformers' get_rope_index), which the floor of 5.6 is for.
 
-    Worked by hand from the rule in Qwen2.5-VL's modeling code: text tokens count up by one; an image of
+    Worked by hand from transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py (5.6+: Qwen2_5_VLModel.get_rope_index
+    and get_vision_position_ids; 5.4's get_vision_position_ids has `position_temporal * time_interval` applied
+    to the start position, the bug): text tokens count up by one; an image of
     h x w merged patches starting at position s has temporal s, heights s .. s+h-1, widths s .. s+w-1,
     and the text after it continues at s + max(h, w). transformers 5.4 and 5.5 gave the second image
     below a temporal position of 9 x 2 = 18 (start x the config's time interval).

@@ -108,8 +108,9 @@ def test_a_group_runs_each_member_and_task_scoped_arguments_reach_only_their_tas
     assert config["mini-binary"]["task_args"] == {"shots": 0} and config["mini-all"]["task_args"] == {}
     assert config["mini-binary"]["model_args"] == config["mini-all"]["model_args"] == {"seed": 3}
     # a group given twice, or with one of its members, still runs each task once
-    rc, _, err = cli(capsys, *sweep_args(suite, out, "chance", "mini-all,mini-both", "--print-config"))
+    rc, printed, err = cli(capsys, *sweep_args(suite, out, "chance", "mini-all,mini-both", "--print-config"))
     assert rc == 0 and err == ""
+    assert printed.startswith("# adbench run: 2 runs (model x task)\n"), printed
     assert registry.expand_tasks(["mini-all", "mini-both"]) == ["mini-all", "mini-binary"]
 
 

@@ -29,7 +29,8 @@ def vllm_model(preset: str = "qwen2.5-vl-7b", **args: str):
 def test_engine_arguments_are_ones_vllm_llm_accepts(tmp_path):
     from vllm.engine.arg_utils import EngineArgs
 
-    accepted = {f.name for f in dataclasses.fields(EngineArgs)} | set(inspect.signature(vllm.LLM.__init__).parameters)
+    fields = {f.name for f in dataclasses.fields(EngineArgs)}
+    accepted = fields | set(inspect.signature(vllm.LLM.__init__).parameters)
     qwen = vllm_model(min_pixels="3136", max_pixels="200704", tensor_parallel_size="2", share_prefix="false")
     qwen.adapter = str(tmp_path)  # the LoRA arguments, without training an adapter
     generic = vllm_model("internvl3-8b", family="generic", max_model_len="4096",
@@ -39,7 +40,7 @@ def test_engine_arguments_are_ones_vllm_llm_accepts(tmp_path):
         assert set(kwargs) <= accepted, sorted(set(kwargs) - accepted)
         args = EngineArgs(**kwargs)  # vLLM's own dataclass: an unknown or mistyped field fails here
         for key, value in kwargs.items():
-            if key in {f.name for f in dataclasses.fields(EngineArgs)}:
+            if key in fields:
                 assert getattr(args, key) == value, key
     assert qwen.engine_kwargs(3)["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 200704}
     assert qwen.engine_kwargs(3)["limit_mm_per_prompt"] == {"image": 3}
@@ -58,7 +59,7 @@ def test_decoding_settings_become_vllm_sampling_params(args, expected):
     params = vllm_model(**args)._sampling()
     assert isinstance(params, vllm.SamplingParams)
     for key, value in expected.items():
-        assert getattr(params, key) == pytest.approx(value) if isinstance(value, float) else getattr(params, key) == value
+        assert getattr(params, key) == (pytest.approx(value) if isinstance(value, float) else value), key
 
 
 def test_generate_takes_the_prompts_and_keywords_the_engine_passes():
