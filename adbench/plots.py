@@ -158,13 +158,12 @@ def run_figures(run: Run, *, n_resamples: int = 1000, seed: int = 0) -> dict[str
     """A run's figures by name: categories and confusion always; roc and scores when its records carry scores."""
     from adbench.results.figures import category_table, confusions, score_curves
 
-    run_dir = run.run_dir
     res = run.results
     name = f"{res['model']} on {res['task']}"
     j = run.judgement()
     if not j.records:
-        raise UserError(f"{run_dir}: no evaluated records to draw")
-    figs = {"categories": category_figure(category_table(run.run_dir, n_resamples=n_resamples, seed=seed),
+        raise UserError(f"{run.run_dir}: no evaluated records to draw")
+    figs = {"categories": category_figure(category_table(run, n_resamples=n_resamples, seed=seed),
                                           f"{name}: accuracy per category"),
             "confusion": confusion_figure(confusions(j), f"{name}: answers per question type")}
     curves = score_curves(j, res)
@@ -224,7 +223,7 @@ def check_format(fmt: str) -> None:
 
 
 def _rc(salt: str) -> dict[str, Any]:
-    return {"svg.fonttype": "none", "svg.hashsalt": salt, "font.size": 9}
+    return {"svg.fonttype": "none", "svg.hashsalt": salt}
 
 
 def svg_text(fig: Figure, salt: str) -> str:

@@ -162,3 +162,5 @@ def test_boxes_layout(runs, capsys):
         f"run {json.loads((boxed / 'results.json').read_text())['run_id']},boxes"
     assert main(["leaderboard", "--layout", "boxes", str(boxed), "--ci"]) == 2
     assert "--layout boxes takes no --ci" in capsys.readouterr().err
+    assert main(["leaderboard", "--layout", "boxes", str(boxed), "--reference", "paper"]) == 2  # not ignored
+    assert "--reference" in capsys.readouterr().err

@@ -92,7 +92,7 @@ def test_confusion_matrices_per_question_type(runs):
 
 
 def test_category_bars_carry_the_tables_bootstrap_intervals(runs, capsys):
-    table = category_table(runs["text"], n_resamples=200, seed=3)
+    table = category_table(Run(runs["text"], load_results(runs["text"])), n_resamples=200, seed=3)
     assert main(["leaderboard", "--layout", "categories", str(runs["text"]), "--ci", "--resamples", "200",
                  "--seed", "3"]) == 0
     printed = capsys.readouterr().out

@@ -13,21 +13,20 @@ module decides nothing itself:
   option letter of the type's questions, answered or not). A
   failed, unparsable or undecided reply is its own column, "no answer";
 - `category_table`: per category, the accuracy and its bootstrap interval: the
-  `categories` layout with `--ci` (`tables.build_table`), for every row of the run.
+  `categories` layout with `--ci` (`tables.table_of_runs`), for every row of the run.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from adbench.metrics import MetricError, auroc, roc_points
-from adbench.results.runs import run_variants
-from adbench.results.tables import Table, build_table
+from adbench.results.runs import Run, run_variants
+from adbench.results.tables import Table, table_of_runs
 from adbench.results.verdicts import Judgement, finite_score, threshold_of
 from adbench.schema import ANOMALOUS, ANOMALY_DETECTION, NORMAL
 
@@ -57,16 +56,15 @@ class DatasetScores:
     rules: list[RuleMarks] = field(default_factory=list)
 
 
-_RULE_LABELS = {"youden": "youden*", "calibrated": "calibrated"}
-
-
 def score_curves(j: Judgement, results: dict[str, Any]) -> list[DatasetScores]:
     """Per dataset with finite scores: both classes' scores, ROC, AUROC and the shown threshold rules."""
     by_ds: dict[str, list] = defaultdict(list)
     for r in j.records:
         if finite_score(r) and r.label in (NORMAL, ANOMALOUS):
             by_ds[r.dataset].append(r)
-    shown = [rule for rule, _ in run_variants(results) if rule is not None] if j.score_based else []
+    # each rule the tables show, labelled with the tables' suffix (youden*, fixed (0.5)); calibrated by name
+    shown = [(rule, "calibrated" if rule == "calibrated" else rule + suffix)
+             for rule, suffix in run_variants(results) if rule is not None] if j.score_based else []
     out = []
     for ds, recs in sorted(by_ds.items()):
         scores = np.array([r.score for r in recs], dtype=float)
@@ -77,7 +75,7 @@ def score_curves(j: Judgement, results: dict[str, Any]) -> list[DatasetScores]:
             d.auroc = auroc(scores, labels)
         except MetricError:
             pass
-        for rule in shown:
+        for rule, label in shown:
             v = j.variants[rule]
             thresholds = sorted({t for t in (threshold_of(r, v.thresholds) for r in recs) if t is not None})
             decided = [(v.decisions[r.id], r.label) for r in recs if r.id in v.decisions]
@@ -86,7 +84,6 @@ def score_curves(j: Judgement, results: dict[str, Any]) -> list[DatasetScores]:
                 dec, lab = np.array(decided).T
                 fpr = float(dec[lab == NORMAL].mean()) if (lab == NORMAL).any() else None
                 tpr = float(dec[lab == ANOMALOUS].mean()) if (lab == ANOMALOUS).any() else None
-            label = _RULE_LABELS.get(rule, f"fixed ({v.thresholds.get('all', 0.5):g})")
             d.rules.append(RuleMarks(rule, label, thresholds, fpr, tpr))
         out.append(d)
     return out
@@ -143,6 +140,6 @@ def confusions(j: Judgement) -> list[Confusion]:
     return out
 
 
-def category_table(run_dir: Path, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Table:
+def category_table(run: Run, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Table:
     """The run's per-category accuracies with bootstrap intervals (the `categories` layout with `--ci`)."""
-    return build_table("categories", [run_dir], ci=True, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return table_of_runs("categories", [run], ci=True, n_resamples=n_resamples, confidence=confidence, seed=seed)

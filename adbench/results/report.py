@@ -46,9 +46,10 @@ from PIL import Image
 from adbench import registry
 from adbench.errors import UserError
 from adbench.images import ImageError, open_image, to_8bit
+from adbench.results.runs import Run
 from adbench.results.scoring import judge_like
 from adbench.results.status import run_status
-from adbench.results.verdicts import Judgement, threshold_of
+from adbench.results.verdicts import threshold_of
 from adbench.results.writer import format_percent
 from adbench.schema import Box, Record
 from adbench.store import RunStore, StoreError
@@ -143,26 +144,23 @@ FIGURE_CAPTIONS = {
 }
 
 
-def report_figures(run_dir: Path, judged: Judgement, results: dict[str, Any], *, n_resamples: int = 1000,
-                   seed: int = 0) -> list[dict[str, str]]:
+def report_figures(run: Run, *, n_resamples: int = 1000, seed: int = 0) -> list[dict[str, str]]:
     """The run's figures as inline SVG: [{"name", "caption", "svg"}]."""
     from adbench.plots import run_figures, svg_text
-    from adbench.results.runs import Run
 
-    run = Run(Path(run_dir), results, _judgement=judged)
-    figs = run_figures(run, n_resamples=n_resamples, seed=seed) if judged.records else {}
+    figs = run_figures(run, n_resamples=n_resamples, seed=seed) if run.judgement().records else {}
     return [{"name": name, "caption": FIGURE_CAPTIONS[name], "svg": svg_text(fig, f"report-{name}")}
             for name, fig in figs.items()]
 
 
-def box_summary(run_dir: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+def box_summary(run: Run) -> dict[str, Any] | None:
     """The box quality table (the `boxes` layout's rows of this run), or None when the model wrote no box."""
-    if "boxes" not in results:
+    if "boxes" not in run.results:
         return None
-    from adbench.results.tables import build_table
+    from adbench.results.tables import table_of_runs
     from adbench.results.writer import table_notes
 
-    table = build_table("boxes", [run_dir])
+    table = table_of_runs("boxes", [run])
     cols = table.layout.column_names
     return {"head": ["dataset", *cols],
             "rows": [{"cells": [r.descriptors["Dataset"], *(r.cells[c] for c in cols)],
@@ -179,6 +177,7 @@ def report_data(run_dir: Path, *, thumb: int = 256) -> dict[str, Any]:
     config = store.read_config() if store.config_path.exists() else {}
     records = store.load_records(repair=False)
     judged = judge_like(results, records)  # the engine's verdicts on the headline variant
+    run = Run(Path(run_dir), results, _judgement=judged, _records=records)  # the tables and figures reuse both
     evals = judged.records
     verdicts = judged.variants[judged.headline]
     questions, qnote = _questions(config, evals)
@@ -219,8 +218,8 @@ def report_data(run_dir: Path, *, thumb: int = 256) -> dict[str, Any]:
     return {"results": results, "config": config, "samples": samples, "images": loaded,
             "notes": [n for n in (qnote,) if n], "rule": results.get("threshold_rule"),
             "score_model": judged.score_based, "n_calibration": len(records) - len(evals),
-            "boxes": box_summary(run_dir, results),
-            "figures": report_figures(run_dir, judged, results)}
+            "boxes": box_summary(run),
+            "figures": report_figures(run)}
 
 
 # -- page ------------------------------------------------------------------------------------

@@ -249,13 +249,31 @@ def build_table(
     metric: the run rows' figures, "strict" or "mmad" (MMAD's rule); intervals and
     McNemar's test follow it. Published rows are printed as published either way.
     """
+    runs = [Run(Path(d), load_results(Path(d))) for d in run_dirs]
+    return table_of_runs(layout_name, runs, reference=reference, compare=compare, ci=ci, n_resamples=n_resamples,
+                         confidence=confidence, seed=seed, metric=metric)
+
+
+def table_of_runs(
+    layout_name: str,
+    runs: Sequence[Run],
+    *,
+    reference: str | None = None,
+    compare: str | None = None,
+    ci: bool = False,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    metric: str = "strict",
+) -> Table:
+    """`build_table` for runs already loaded (a report or a plot that has judged its run's records)."""
     check_metric(metric)
     if reference is not None and reference not in REFERENCES:
         raise UserError(f"unknown reference {reference!r}: use one of {', '.join(REFERENCES)}")
-    runs = [Run(Path(d), load_results(Path(d))) for d in run_dirs]
     if layout_name == BOXES.name:
-        if ci or compare is not None or metric != "strict":
-            raise UserError("--layout boxes takes no --ci, --compare or --metric: box figures are not accuracies")
+        if ci or compare is not None or metric != "strict" or reference is not None:
+            raise UserError("--layout boxes takes no --ci, --compare, --metric or --reference: box figures are not "
+                            "accuracies (and the paper has none)")
         if not runs:
             raise UserError("--layout boxes needs RUN_DIRs")
         return Table(BOXES, _box_rows(runs), notes=[BOX_NOTE.format(t=IOU_THRESHOLD)])

@@ -13,13 +13,14 @@ skipped, never moved: plotting changes nothing).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from adbench.errors import UserError
 from adbench.models.presets.adfm import TRAINING_METADATA
 from adbench.training.config import checkpoint_dir
-from adbench.training.resume import CHECKPOINT, STATE, incomplete_reason, step_of
+from adbench.training.resume import STATE, checkpoint_folders, incomplete_reason
 
 
 def _history(path: Path) -> list[dict[str, Any]] | None:
@@ -34,13 +35,14 @@ def _history(path: Path) -> list[dict[str, Any]] | None:
 def training_history(folder: Path) -> tuple[list[dict[str, Any]], Path]:
     """(log history, the file it was read from) of a training folder, its adapter folder or a checkpoint."""
     folder = Path(folder)
-    candidates = [folder / TRAINING_METADATA, folder / "adapter" / TRAINING_METADATA, folder / STATE]
-    ckpts = checkpoint_dir(folder)
-    if ckpts.is_dir():
-        steps = sorted((p for p in ckpts.iterdir() if p.is_dir() and CHECKPOINT.fullmatch(p.name)), key=step_of,
-                       reverse=True)
-        candidates += [p / STATE for p in steps if incomplete_reason(p) is None]
-    for path in candidates:
+
+    def candidates() -> Iterator[Path]:  # checkpoints are checked only when no adapter metadata is there
+        yield from (folder / TRAINING_METADATA, folder / "adapter" / TRAINING_METADATA, folder / STATE)
+        for p in reversed(checkpoint_folders(checkpoint_dir(folder))):
+            if incomplete_reason(p) is None:
+                yield p / STATE
+
+    for path in candidates():
         history = _history(path) if path.is_file() else None
         if history is not None:
             return history, path

@@ -83,13 +83,17 @@ def _set_aside(folder: Path, reason: str) -> Path:
     return dest
 
 
+def checkpoint_folders(checkpoints: Path) -> list[Path]:
+    """The checkpoint-N folders in `checkpoints` (none when it does not exist), by step, lowest first."""
+    if not checkpoints.is_dir():
+        return []
+    return sorted((p for p in checkpoints.iterdir() if p.is_dir() and CHECKPOINT.fullmatch(p.name)), key=step_of)
+
+
 def last_complete_checkpoint(checkpoints: Path, adaptive_entropy: bool = False) -> Path | None:
     """The highest complete checkpoint-N in `checkpoints`; every incomplete one is set aside first."""
-    if not checkpoints.is_dir():
-        return None
-    found = sorted((p for p in checkpoints.iterdir() if p.is_dir() and CHECKPOINT.fullmatch(p.name)), key=step_of)
     complete = []
-    for folder in found:
+    for folder in checkpoint_folders(checkpoints):
         reason = incomplete_reason(folder, adaptive_entropy)
         if reason is None:
             complete.append(folder)
