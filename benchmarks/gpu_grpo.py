@@ -221,8 +221,9 @@ def run_path(path: str, processor, dataset, tmp: Path) -> dict:
     from adbench.training.recipes import load_recipe
     from adbench.training.reward_funcs import make_reward_funcs
 
-    if path == "vllm" and vllm_missing():
-        return dict(path=path, status="skipped", reason=vllm_missing())
+    missing = vllm_missing() if path == "vllm" else None
+    if missing:
+        return dict(path=path, status="skipped", reason=missing)
     recipe = load_recipe(RECIPE, overrides(path))
     if int(recipe["grpo"]["num_generations"]) != GENERATIONS:
         raise SystemExit(f"{RECIPE} has num_generations {recipe['grpo']['num_generations']}, expected {GENERATIONS}")
@@ -270,11 +271,7 @@ def run_path(path: str, processor, dataset, tmp: Path) -> dict:
                completion_tokens_per_step=round(tokens / len(timed_steps), 1),
                peak_gib=peak_gib(), peak_kind="gpu max_memory_allocated" if DEV == "cuda" else "process max RSS",
                model_build_s=round(build_s, 1), train_call_s=round(train_s, 1), steps=steps)
-    del trainer, model
-    gc.collect()
-    if DEV == "cuda":
-        torch.cuda.empty_cache()
-    return row
+    return row  # the trainer and model go with this frame; main frees their memory
 
 
 def main() -> None:
@@ -307,9 +304,9 @@ def main() -> None:
             row = run_path(path, processor, dataset, tmp)
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: record it, measure the next path
             row = dict(path=path, status="failed", error=f"{type(e).__name__}: {e}"[:2000])
-            gc.collect()
-            if DEV == "cuda":
-                torch.cuda.empty_cache()
+        gc.collect()  # the last path's trainer and model, before the next one is built
+        if DEV == "cuda":
+            torch.cuda.empty_cache()
         row["wall_s"] = round(time.perf_counter() - t, 1)
         log("GRPO", row)
         rows.append(row)

@@ -452,12 +452,13 @@ def test_shared_prefixes_give_the_unshared_replies(assets, multitask_queries):
     kwargs = dict(protocol="mmad", batch_size=12)
     reference = [r.text for r in _adapter(model, processor, "generate", **kwargs).predict(multitask_queries)]
     unshared = _adapter(model, processor, "fast", share_prefix=False, **kwargs)
-    assert [r.text for r in unshared.predict(multitask_queries)] == reference
+    unshared_replies = unshared.predict(multitask_queries)
+    assert [r.text for r in unshared_replies] == reference
     assert all("groups" not in t for t in unshared._decoder.timings)
     shared = _adapter(model, processor, "fast", **kwargs)
     got = shared.predict(multitask_queries)
     assert [r.text for r in got] == reference and len(set(reference)) > 1
-    assert [r.answer for r in got] == [r.answer for r in unshared.predict(multitask_queries)]
+    assert [r.answer for r in got] == [r.answer for r in unshared_replies]
     timings = [t for t in shared._decoder.timings if t["batch"] == 12][-2:]
     # each batch of 12 prefilled its images and instruction once per image (about 3 questions each)
     assert len(timings) == 2 and all(t["groups"] < 10 for t in timings)

@@ -84,7 +84,7 @@ class QwenVLModel(HFVisionLanguageModel):
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
-                "engine": self.engine, "share_prefix": self.share_prefix and self.engine == "fast"}
+                "engine": self.engine, "share_prefix": self._shares_prefixes()}
 
     def _fast_decoder(self) -> Any:
         """The fast engine, made on first use (from the prefetch thread or the main one, hence the lock)."""
@@ -94,7 +94,6 @@ class QwenVLModel(HFVisionLanguageModel):
             if self._decoder is None or self._decoder.compile != self.compile:
                 self._decoder = StaticDecoder(self.model, compile=self.compile)
             self._decoder.full_batch = self.batch_size
-            self._decoder.share_prefix = self.share_prefix
             return self._decoder
 
     def _shares_prefixes(self) -> bool:

@@ -14,7 +14,7 @@ same model (the same modules, weights and LoRA layers) with its own loop:
    (`SlotCache`); the vision tower runs its windows as batched attention calls and the
    text layers use grouped-query attention without copies (`kernels`). Rows that show the
    same images (the questions about one image) have their common opening prefilled once
-   per group and copied into each row's slots (`prefix`, `share_prefix`);
+   per group and copied into each row's slots (`prefix`; `-M share_prefix`);
 3. each decoding step is one forward of a single token per row followed by the choice
    of the next token (`pick`: repetition penalty, end-token ban, greedy or top-k-first
    sampling), captured as one CUDA graph with
@@ -213,8 +213,7 @@ class StaticDecoder:
     """Batched generation for a Qwen2.5-VL (or a PEFT model wrapping one) with the fast attention installed."""
 
     def __init__(self, model: Any, compile: bool = False, check_every: int = 16,
-                 bucket_batches: bool | None = None, full_batch: int | None = None,
-                 share_prefix: bool = True) -> None:
+                 bucket_batches: bool | None = None, full_batch: int | None = None) -> None:
         import torch
 
         compat.fast_engine()  # get_rope_index, the cache and attention interfaces, a one-graph decoding step
@@ -226,8 +225,6 @@ class StaticDecoder:
         self.head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
         self.image_token_id = int(self.base.config.image_token_id)
         self.merge = int(getattr(self.base.config.vision_config, "spatial_merge_size", 2))
-        #: prefill the common opening of rows that show the same images once (`stage`'s row_keys)
-        self.share_prefix = bool(share_prefix)
         params = inspect.signature(self.base.forward).parameters
         # transformers renamed `past_key_values` to `cache` (5.2x); take whichever this version has
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -366,7 +363,7 @@ class StaticDecoder:
         """The host-side preparation of a processor output (left-padded batch, CPU tensors).
 
         `row_keys`: per row, what identifies the images it shows (the adapter passes the
-        image paths); with `share_prefix`, rows with equal keys share the prefill of their
+        image paths, with `-M share_prefix`); rows with equal keys share the prefill of their
         common opening (`prefix.plan_shared_prefix`). None: every row is prefilled alone.
         Thread-safe (it reads the model's configuration and parameters' dtype and device
         only), so an adapter runs it in its prefetch thread while the previous batch decodes.
@@ -381,7 +378,7 @@ class StaticDecoder:
         grid = None if grid is None else grid.cpu()
         pixels = inputs.get("pixel_values")
         shared = None
-        if self.share_prefix and row_keys is not None:
+        if row_keys is not None:
             keys = list(row_keys) + [None] * (ids.shape[0] - len(row_keys))  # filler rows share nothing
             shared = plan_shared_prefix(ids, attention, position_ids, keys, self.image_token_id, pad_id, grid,
                                         self.merge)
@@ -429,10 +426,8 @@ class StaticDecoder:
         valid[:, :width_p] = prefix_valid.index_select(0, groups)
         valid[:, width_p:width_p + width_s] = suffix_valid
         # a suffix token sees its row's prefix and the suffix tokens up to itself; a pad sees itself
-        index = torch.arange(width_s, device=device)
-        causal = (index[None, :] <= index[:, None])[None] & suffix_valid[:, None, :]
-        causal |= torch.eye(width_s, dtype=torch.bool, device=device)[None]
-        mask = torch.cat([valid[:, None, :width_p].expand(batch, width_s, width_p), causal], dim=-1)[:, None]
+        own = prefill_mask(suffix_valid, True)
+        mask = torch.cat([valid[:, None, None, :width_p].expand(batch, 1, width_s, width_p), own], dim=-1)
         cache.pos.fill_(width_p)
         return self._forward(input_ids=shared.suffix_ids.to(device, non_blocking=True),
                              position_ids=shared.suffix_positions.to(device, non_blocking=True),

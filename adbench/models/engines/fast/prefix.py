@@ -46,7 +46,6 @@ class SharedPrefix:
     suffix_ids: Any  # (batch, S), left-padded
     suffix_mask: Any  # (batch, S)
     suffix_positions: Any  # (3, batch, S)
-    real_lengths: Any  # (batch,): each row's prompt tokens without padding
     #: which images (rows of image_grid_thw) and patches (rows of pixel_values) the prefix rows show
     image_index: Any
     patch_index: Any
@@ -167,5 +166,5 @@ def plan_shared_prefix(input_ids: Any, attention_mask: Any, position_ids: Any, r
             if image_index else patch_index
     return SharedPrefix(groups=group_of, prefix_ids=prefix_ids, prefix_mask=prefix_mask, prefix_positions=prefix_pos,
                         suffix_ids=suffix_ids, suffix_mask=suffix_mask, suffix_positions=suffix_pos,
-                        real_lengths=attention.sum(dim=1), image_index=torch.tensor(image_index, dtype=torch.long),
+                        image_index=torch.tensor(image_index, dtype=torch.long),
                         patch_index=patch_index)
