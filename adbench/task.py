@@ -203,27 +203,7 @@ class QuestionTask:
 
     # -- rendering -----------------------------------------------------------------
     def render(self, s: Sample) -> Query:
-        segments: list[tuple[str, str]] = [("text", INTRO)]
-        for ref in s.references:
-            segments += [("text", REFERENCE_CAPTION), ("image", ref)]
-        if s.references:
-            segments.append(("text", QUERY_CAPTION))
-        segments.append(("image", s.image))
-        body = f"Question: {s.question}\n{format_options(s.options)}\n{INSTRUCTION}"
-        segments.append(("text", body))
-        prompt = "\n".join(t for kind, t in segments if kind == "text")
-        return Query(
-            id=s.id,
-            images=[*s.references, s.image],
-            question=s.question,
-            options=dict(s.options),
-            prompt=prompt,
-            n_references=len(s.references),
-            support=list(s.support),
-            group=f"{s.dataset}/{s.category}",
-            qtype=s.qtype,
-            meta={"segments": segments, "dataset": s.dataset, "category": s.category, "role": s.role},
-        )
+        return render_query(s)
 
     def prompt_text(self) -> str:
         return "\n".join([INTRO, REFERENCE_CAPTION, QUERY_CAPTION, INSTRUCTION])
@@ -283,6 +263,32 @@ class QuestionTask:
             "merge_qtypes": self.merge_qtypes,
             "split": self.split_info,
         }
+
+
+def render_query(s: Sample) -> Query:
+    """MMAD's 1-shot prompt for a sample: intro, each reference image, the query image, the question,
+    its options and the answer instruction (`Query.meta["segments"]` keeps the interleaving)."""
+    segments: list[tuple[str, str]] = [("text", INTRO)]
+    for ref in s.references:
+        segments += [("text", REFERENCE_CAPTION), ("image", ref)]
+    if s.references:
+        segments.append(("text", QUERY_CAPTION))
+    segments.append(("image", s.image))
+    body = f"Question: {s.question}\n{format_options(s.options)}\n{INSTRUCTION}"
+    segments.append(("text", body))
+    prompt = "\n".join(t for kind, t in segments if kind == "text")
+    return Query(
+        id=s.id,
+        images=[*s.references, s.image],
+        question=s.question,
+        options=dict(s.options),
+        prompt=prompt,
+        n_references=len(s.references),
+        support=list(s.support),
+        group=f"{s.dataset}/{s.category}",
+        qtype=s.qtype,
+        meta={"segments": segments, "dataset": s.dataset, "category": s.category, "role": s.role},
+    )
 
 
 def exclude_evaluated(samples: Sequence[Sample], evaluated: set[str]) -> None:

@@ -146,6 +146,7 @@ def check_fast_engine(tmp: Path) -> dict:
     """
     from transformers import Qwen2_5_VLForConditionalGeneration
 
+    from adbench.data.layout import AD_OPTIONS, AD_QUESTION
     from adbench.models import tiny_qwen
     from adbench.models.engines.qwen import QwenVLModel
     from adbench.schema import Query
@@ -166,8 +167,8 @@ def check_fast_engine(tmp: Path) -> dict:
     for i, (w, h) in enumerate([(112, 112), (56, 84), (112, 112), (84, 56)] * 2):
         path = tmp / f"check_{i}.png"
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
-        queries.append(Query(id=f"c{i}", images=[str(path)], question="Is there any defect in the object?",
-                             options={"A": "Yes.", "B": "No."}, prompt="", n_references=0))
+        queries.append(Query(id=f"c{i}", images=[str(path)], question=AD_QUESTION,
+                             options=dict(AD_OPTIONS), prompt="", n_references=0))
     # batches of 3 mixing both prompt lengths (left padding); compiled, the last batch of 2 gets a filler row
     kwargs = dict(protocol="adfm", dtype="float32", device=DEV, batch_size=3, sort_by_length=False,
                   max_new_tokens=24, min_pixels=tiny_qwen.TINY_MIN_PIXELS, max_pixels=tiny_qwen.TINY_MAX_PIXELS)
@@ -184,8 +185,7 @@ def check_fast_engine(tmp: Path) -> dict:
                          prompt_lengths=sorted({r.usage["prompt_tokens"] for r in reference}),
                          last_batch=fast._decoder.last_timing)
     # shared prefixes: three questions about each image (two image sizes), batches of 6 and a last one of 3
-    grouped = [Query(id=f"s{i}#{k}", images=q.images, question=question, prompt="", n_references=0,
-                     options=dict(zip("ABCD", options)))
+    grouped = [mmad_query(f"s{i}#{k}", q.images, question, options)
                for i, q in enumerate(queries[:3])
                for k, (question, options) in enumerate(MULTITASK_QUESTIONS[:3])]
     shared_kwargs = dict(kwargs, protocol="mmad", batch_size=6, max_new_tokens=12)
@@ -199,8 +199,20 @@ def check_fast_engine(tmp: Path) -> dict:
     return out
 
 
+def mmad_query(query_id: str, paths: list[str], question: str, texts: list[str]):
+    """One multiple-choice question about an image set (references first, the query image last), rendered
+    exactly as the MMAD tasks render theirs (`adbench.task.render_query`: interleaved images and text)."""
+    from adbench.schema import Sample
+    from adbench.task import render_query
+
+    return render_query(Sample(id=query_id, dataset="synthetic", category="random", image=paths[-1], label=None,
+                               qtype="benchmark", question=question, options=dict(zip("ABCD", texts)),
+                               references=list(paths[:-1])))
+
+
 def make_queries(n: int, tmp: Path) -> list:
-    """n queries: one per image (binary), or QUESTIONS per image (multitask, MMAD's prompt text)."""
+    """n queries: one per image (binary), or QUESTIONS per image (multitask, the MMAD tasks' prompt)."""
+    from adbench.data.layout import AD_OPTIONS, AD_QUESTION
     from adbench.schema import Query
 
     rng = np.random.default_rng(0)
@@ -213,15 +225,11 @@ def make_queries(n: int, tmp: Path) -> list:
             Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(p)
             paths.append(str(p))
         if not MULTI:
-            out.append(Query(id=f"q{i}", images=paths, question="Is there any defect in the object?",
-                             options={"A": "Yes.", "B": "No."}, prompt="", n_references=REFS))
+            out.append(Query(id=f"q{i}", images=paths, question=AD_QUESTION,
+                             options=dict(AD_OPTIONS), prompt="", n_references=REFS))
         for k in range(QUESTIONS if MULTI else 0):
             question, texts = MULTITASK_QUESTIONS[k % len(MULTITASK_QUESTIONS)]
-            options = dict(zip("ABCD", texts))
-            prompt = (f"{question}\n" + "".join(f"{letter}. {text}\n" for letter, text in options.items())
-                      + "Answer with the option's letter from the given choices directly.")
-            out.append(Query(id=f"q{i}#{k}", images=paths, question=question, options=options, prompt=prompt,
-                             n_references=REFS))
+            out.append(mmad_query(f"q{i}#{k}", paths, question, texts))
         i += 1
     return out[:n]
 

@@ -118,12 +118,12 @@ def make_dataset(n: int, tmp: Path):
     and a query image (random SIDE x SIDE pictures, already the model-input size), half anomalous with a box."""
     from datasets import Dataset
 
+    from adbench.data.layout import AD_OPTIONS, AD_QUESTION
     from adbench.models import adfm_protocol as proto
     from adbench.schema import Box, Query
     from adbench.training.grpo_data import features, placeholder_messages
 
     rng = np.random.default_rng(0)
-    options = {"A": "Yes.", "B": "No."}
     rows = []
     for i in range(n):
         paths = []
@@ -131,13 +131,13 @@ def make_dataset(n: int, tmp: Path):
             path = tmp / f"grpo_{i}_{j}.png"
             Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(path)
             paths.append(str(path))
-        query = Query(id=f"g{i}", images=paths, question="Is there any defect in the object?", options=options,
+        query = Query(id=f"g{i}", images=paths, question=AD_QUESTION, options=dict(AD_OPTIONS),
                       prompt="", n_references=1)
         prompt, images = placeholder_messages(proto.build_messages(query, proto.MULTI_STAGE))
         anomalous = i % 2 == 0
         boxes = [Box(SIDE / 4, SIDE / 4, SIDE / 2, SIDE / 2, "scratch").to_dict()] if anomalous else []
         rows.append(dict(id=f"g{i}", prompt=prompt, images=images, label=int(anomalous), gold="A" if anomalous else "B",
-                         options=json.dumps(options), stages=proto.MULTI_STAGE, gt_boxes=boxes, input_size=[SIDE, SIDE],
+                         options=json.dumps(AD_OPTIONS), stages=proto.MULTI_STAGE, gt_boxes=boxes, input_size=[SIDE, SIDE],
                          image_size=[SIDE, SIDE], dataset="synthetic", category="noise",
                          defect="scratch" if anomalous else "good"))
     return Dataset.from_list(rows, features=features())

@@ -30,6 +30,7 @@ SIDE = int(os.environ.get("SIDE", "1024"))
 
 
 def make_queries(folder: Path) -> list:
+    from adbench.data.layout import AD_OPTIONS, AD_QUESTION
     from adbench.schema import Query
 
     rng = np.random.default_rng(0)
@@ -40,8 +41,8 @@ def make_queries(folder: Path) -> list:
         pixels += rng.integers(0, 20, pixels.shape, dtype=np.uint8)  # texture: PNG cannot compress it away
         path = folder / f"img_{i}.png"
         Image.fromarray(pixels).save(path)
-        out.append(Query(id=f"q{i}", images=[str(path)], question="Is there any defect in the object?",
-                         options={"A": "Yes.", "B": "No."}, prompt="", n_references=0))
+        out.append(Query(id=f"q{i}", images=[str(path)], question=AD_QUESTION,
+                         options=dict(AD_OPTIONS), prompt="", n_references=0))
     return out
 
 
