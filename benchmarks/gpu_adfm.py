@@ -65,8 +65,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gpu_common import log, peak_gib, peak_kind, sync  # noqa: E402 - beside this file
 from PIL import Image  # noqa: E402
-from random_qwen import random_qwen  # noqa: E402 - beside this file
+from random_qwen import random_qwen  # noqa: E402
 
 SIZE = os.environ.get("SIZE", "7b")
 TINY = SIZE == "tiny"
@@ -94,10 +95,6 @@ MULTITASK_QUESTIONS = [
     ("What does the surface of the object look like?", ["Smooth and even.", "Scratched.", "Stained.",
                                                         "Dented in one place."]),
 ]
-
-def log(kind: str, row: dict) -> None:
-    print(kind, json.dumps(row), flush=True)
-
 
 def find_anchor() -> Path | None:
     env = os.environ.get("ANCHOR")
@@ -262,13 +259,12 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
     timed = queries[: bs * ROUNDS]
     if getattr(adapter, "_decoder", None) is not None:
         adapter._decoder.timings.clear()
+    sync(DEV)
     if DEV == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     responses = adapter.predict(timed)
-    if DEV == "cuda":
-        torch.cuda.synchronize()
+    sync(DEV)
     dt = time.perf_counter() - t
     adapter.close()
     decoder = getattr(adapter, "_decoder", None)
@@ -281,7 +277,7 @@ def measure(model, processor, pixels: int, mode: str, bs: int, queries: list) ->
                 prompt_tokens=responses[0].usage.get("prompt_tokens") if not failed else None,
                 new_tokens=NEW_TOKENS, s=round(dt, 3), **{rate: round(len(timed) / dt, 3)},
                 tok_s=round(new_tokens / dt, 1), failed=len(failed), first_error=failed[0] if failed else None,
-                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None,
+                peak_gib=peak_gib(DEV), peak_kind=peak_kind(DEV),
                 batches=batches or None,
                 # wall time outside the engine's prefill and decoding phases (host work the GPU waited for)
                 outside_engine_s=round(dt - gpu_s, 3) if batches else None)

@@ -49,7 +49,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -62,8 +61,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gpu_common import log, peak_gib, peak_kind, sync  # noqa: E402 - beside this file
 from PIL import Image  # noqa: E402
-from random_qwen import random_qwen  # noqa: E402 - beside this file
+from random_qwen import random_qwen  # noqa: E402
 
 SIZE = os.environ.get("SIZE", "7b")
 TINY = SIZE == "tiny"
@@ -80,23 +80,14 @@ DEV = "cuda" if torch.cuda.is_available() else "cpu"
 KNOWN_PATHS = ("generate", "static", "paged", "vllm")
 
 
-def log(kind: str, row: dict) -> None:
-    print(kind, json.dumps(row), flush=True)
-
-
-def sync() -> None:
-    if DEV == "cuda":
-        torch.cuda.synchronize()
-
-
 @contextmanager
 def timed(clock: dict, name: str):
-    sync()
+    sync(DEV)
     t = time.perf_counter()
     try:
         yield
     finally:
-        sync()
+        sync(DEV)
         clock[name] += time.perf_counter() - t
 
 
@@ -178,13 +169,13 @@ def step_clock(steps: list[dict]):
         trainer = None
 
         def on_step_begin(self, args, state, control, **kwargs):
-            sync()
+            sync(DEV)
             if state.global_step == WARMUP and DEV == "cuda":
                 torch.cuda.reset_peak_memory_stats()  # the timed steps' peak
             self.start = (time.perf_counter(), dict(self.trainer.clock), self.trainer.completion_tokens)
 
         def on_step_end(self, args, state, control, **kwargs):
-            sync()
+            sync(DEV)
             t0, clock0, tokens0 = self.start
             delta = {k: v - clock0.get(k, 0.0) for k, v in self.trainer.clock.items()}
             step_s = time.perf_counter() - t0
@@ -196,12 +187,6 @@ def step_clock(steps: list[dict]):
                               completion_tokens=self.trainer.completion_tokens - tokens0))
 
     return StepClock()
-
-
-def peak_gib() -> float:
-    if DEV == "cuda":
-        return round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)  # kilobytes on Linux
 
 
 def vllm_missing() -> str | None:
@@ -269,7 +254,7 @@ def run_path(path: str, processor, dataset, tmp: Path) -> dict:
                rollout_tok_s=round(tokens / generate_s, 1) if generate_s else None,
                completions_per_step=PROMPTS * GENERATIONS * ACCUM,
                completion_tokens_per_step=round(tokens / len(timed_steps), 1),
-               peak_gib=peak_gib(), peak_kind="gpu max_memory_allocated" if DEV == "cuda" else "process max RSS",
+               peak_gib=peak_gib(DEV), peak_kind=peak_kind(DEV),
                model_build_s=round(build_s, 1), train_call_s=round(train_s, 1), steps=steps)
     return row  # the trainer and model go with this frame; main frees their memory
 

@@ -28,7 +28,15 @@ import time
 import numpy as np
 import torch
 from PIL import Image
-from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessor
+from transformers import Qwen2VLImageProcessor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu_common.py, random_qwen.py beside this file
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # adbench, for random_qwen
+
+from gpu_common import sync  # noqa: E402
+from random_qwen import random_qwen  # noqa: E402
+
+from adbench.models.tiny_qwen import IMAGE_PAD_ID, VISION_END_ID, VISION_START_ID  # noqa: E402
 
 SIZE = os.environ.get("SIZE", "7b")
 BATCH = int(os.environ.get("BATCH", "64" if SIZE == "7b" else "2"))
@@ -36,35 +44,13 @@ SIDE = int(os.environ.get("SIDE", "448" if SIZE == "7b" else "112"))
 NEW_TOKENS = int(os.environ.get("NEW_TOKENS", "32" if SIZE == "7b" else "4"))
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPE = torch.bfloat16 if DEV == "cuda" else torch.float32
-IMG, VID, VS, VE = 151655, 151656, 151652, 151653
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # random_qwen.py beside this file
-
-
-def config() -> Qwen2_5_VLConfig:
-    if SIZE == "7b":  # the published Qwen2.5-VL-7B-Instruct shapes, as gpu_adfm.py uses them (random_qwen.py)
-        from random_qwen import TEXT_7B as text
-        from random_qwen import VISION_7B as vision
-    else:
-        text = dict(vocab_size=152064, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                    rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
-        vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
-                      fullatt_block_indexes=[1], window_size=112, patch_size=14, spatial_merge_size=2,
-                      temporal_patch_size=2, tokens_per_second=2)
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=IMG, video_token_id=VID,
-                            vision_start_token_id=VS, vision_end_token_id=VE)
-
-
-def sync() -> None:
-    if DEV == "cuda":
-        torch.cuda.synchronize()
 
 
 def inputs(processor: Qwen2VLImageProcessor) -> dict[str, torch.Tensor]:
     img = Image.fromarray((np.random.default_rng(0).random((SIDE, SIDE, 3)) * 255).astype("uint8"))
     px = processor(images=[img] * BATCH, return_tensors="pt")
     n_img = int(px["image_grid_thw"][0].prod()) // 4
-    ids = [VS] + [IMG] * n_img + [VE] + list(range(1000, 1120))
+    ids = [VISION_START_ID] + [IMAGE_PAD_ID] * n_img + [VISION_END_ID] + list(range(1000, 1120))
     input_ids = torch.tensor([ids] * BATCH, device=DEV)
     return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                 pixel_values=px["pixel_values"].to(DEV, DTYPE), image_grid_thw=px["image_grid_thw"].to(DEV))
@@ -72,20 +58,15 @@ def inputs(processor: Qwen2VLImageProcessor) -> dict[str, torch.Tensor]:
 
 def main() -> None:
     rows = []
-    with torch.device(DEV):
-        torch.manual_seed(0)
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config(), dtype=DTYPE, attn_implementation="sdpa")
-    model.eval()
-    for p in model.parameters():
-        p.data.normal_(0, 0.02)
+    model = random_qwen(SIZE, DEV, DTYPE)
     inp = inputs(Qwen2VLImageProcessor())
     kw = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=True, eos_token_id=None, pad_token_id=0)
     with torch.no_grad():
         model.generate(**inp, **kw)  # warm-up
-        sync()
+        sync(DEV)
         t = time.time()
         model.generate(**inp, **kw)
-        sync()
+        sync(DEV)
         gen_ms = 1000 * (time.time() - t) / NEW_TOKENS
         rows.append({"what": "generate", "batch": BATCH, "ms_per_step": round(gen_ms, 2)})
         print(json.dumps(rows[-1]), flush=True)
@@ -93,10 +74,10 @@ def main() -> None:
         # the prefill alone (one new token): what is left of generate's time is decoding
         one = dict(kw, max_new_tokens=1, min_new_tokens=1)
         model.generate(**inp, **one)
-        sync()
+        sync(DEV)
         t = time.time()
         model.generate(**inp, **one)
-        sync()
+        sync(DEV)
         prefill_ms = 1000 * (time.time() - t)
         decode_ms = (gen_ms * NEW_TOKENS - prefill_ms) / max(NEW_TOKENS - 1, 1)
         rows.append({"what": "prefill", "batch": BATCH, "ms": round(prefill_ms, 2)})
@@ -109,7 +90,7 @@ def main() -> None:
         short = dict(kw, max_new_tokens=min(8, NEW_TOKENS), min_new_tokens=min(8, NEW_TOKENS))
         with profile(activities=acts) as prof:
             model.generate(**inp, **short)
-            sync()
+            sync(DEV)
     key = "cuda_time_total" if DEV == "cuda" else "cpu_time_total"
     by_gpu = prof.key_averages().table(sort_by=key, row_limit=20)
     by_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
