@@ -21,9 +21,10 @@ more than the anchor's 120), so the ratio slightly favours the anchor.
 
 TASK=multitask measures MMAD's other question types instead: each image pair (a normal
 reference and the query image, MMAD's 1-shot) is asked QUESTIONS=5 questions (type,
-place, object, structure and details of a defect, four options each) with MMAD's
-prompt (`-M protocol=mmad`), greedily, NEW_TOKENS=16 new tokens each (a trained model
-answers with a letter and stops; the engine looks for finished rows every 16 steps).
+place, object, structure and details of a defect, four options each) rendered as the
+`mmad-*` tasks render theirs (`adbench.task.render_query`), read by `-M protocol=mmad`,
+greedily, NEW_TOKENS=16 new tokens each (a trained model answers with a letter and stops;
+the engine looks for finished rows every 16 steps).
 The same queries run with the fast engine's shared prefixes (`-M share_prefix`, on by
 default) and without (mode part `noshare`); `questions_s` per batch size, and on the
 shared row `shared_vs_unshared` = its questions/s over the unshared row's. Default
