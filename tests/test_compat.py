@@ -150,18 +150,18 @@ def test_ci_runs_the_readmes_test_command_then_the_floors():
     assert commands[-2:] == ["python3 -m pytest -q", ".ci/floors"]
 
 
-
 def test_the_floor_step_stops_before_installing_when_the_disk_is_too_small(tmp_path):
     """CI once ran out of disk halfway through pip (torch 2.8's CUDA wheels): the step now asks first."""
     venv = tmp_path / "venvs" / "floors"
-    free_gb = shutil.disk_usage(tmp_path).free / 2**30
-    env = {**os.environ, "FLOORS_VENV": str(venv), "FLOORS_NEED_GB": str(round(free_gb * 10)), "TMPDIR": str(tmp_path)}
+    need_gb = int(shutil.disk_usage(tmp_path).free / 2**30 * 10) + 1  # more than this disk has
+    env = {**os.environ, "FLOORS_VENV": str(venv), "FLOORS_NEED_GB": str(need_gb), "TMPDIR": str(tmp_path)}
     done = subprocess.run([str(ROOT / ".ci" / "floors")], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith(f".ci/floors: {venv.parent} has ")
-    assert f"needs about {round(free_gb * 10)} GB" in message
+    assert f"needs about {need_gb} GB" in message
     assert not venv.exists()  # nothing installed, nothing half-made
+
 
 def test_train_under_a_deepspeed_launch_checks_deepspeeds_range_before_writing_anything(tmp_path, monkeypatch):
     """`accelerate launch` with the ZeRO-2 config sets ACCELERATE_USE_DEEPSPEED=true (accelerate/utils/launch.py)."""
