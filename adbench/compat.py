@@ -19,7 +19,6 @@ installing another release. Reading a version imports nothing (package metadata 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -33,17 +32,15 @@ class UnsupportedVersionError(UserError):
 def parse_version(text: str) -> tuple[int, ...]:
     """The release numbers of a version string: "5.3.0" -> (5, 3, 0); "2.5.1+cu124", "5.3.0rc1" -> (2, 5, 1), (5, 3, 0).
 
-    Pre-release and local parts are ignored (a release candidate counts as its release):
-    enough to compare against the floors and caps below, without the `packaging` dependency.
+    Pre-release, dev and local parts are ignored (a release candidate counts as its release).
+    Parsed by `packaging` (installed with transformers, scikit-image and matplotlib).
     """
-    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text)
-    if match is None:
-        raise ValueError(f"not a version: {text!r}")
-    return tuple(int(part) for part in match.group(1).split("."))
+    from packaging.version import InvalidVersion, Version
 
-
-def _padded(v: tuple[int, ...], n: int) -> tuple[int, ...]:
-    return v + (0,) * (n - len(v))
+    try:
+        return Version(text).release
+    except InvalidVersion:
+        raise ValueError(f"not a version: {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -59,11 +56,11 @@ class Supported:
         return f"{self.package}>={self.floor}" + (f",<{self.below}" if self.below else "")
 
     def admits(self, version: str) -> bool:
-        v = parse_version(version)
-        n = max(len(v), len(parse_version(self.floor)), len(parse_version(self.below or "0")))
-        if _padded(v, n) < _padded(parse_version(self.floor), n):
-            return False
-        return self.below is None or _padded(v, n) < _padded(parse_version(self.below), n)
+        """Whether `version`'s release numbers (`parse_version`) lie in the range."""
+        from packaging.specifiers import SpecifierSet
+
+        release = ".".join(map(str, parse_version(version)))
+        return SpecifierSet(self.spec().removeprefix(self.package)).contains(release)
 
 
 # The ranges the checks enforce. tests/test_compat.py keeps them equal to pyproject.toml's and

@@ -232,26 +232,11 @@ BOX_NOTE = ("Box quality over replies (one per image on yes/no tasks), boxes in 
             "replies without a box. average: the mean over datasets.")
 
 
-def build_table(
-    layout_name: str,
-    run_dirs: Sequence[Path] = (),
-    *,
-    reference: str | None = None,
-    compare: str | None = None,
-    ci: bool = False,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    metric: str = "strict",
-) -> Table:
-    """Runs (and the published rows, with reference="paper") in one layout.
-
-    metric: the run rows' figures, "strict" or "mmad" (MMAD's rule); intervals and
-    McNemar's test follow it. Published rows are printed as published either way.
-    """
+def build_table(layout_name: str, run_dirs: Sequence[Path] = (), **options: Any) -> Table:
+    """Runs read from their directories (and the published rows, with reference="paper") in one layout;
+    `options` are `table_of_runs`'."""
     runs = [Run(Path(d), load_results(Path(d))) for d in run_dirs]
-    return table_of_runs(layout_name, runs, reference=reference, compare=compare, ci=ci, n_resamples=n_resamples,
-                         confidence=confidence, seed=seed, metric=metric)
+    return table_of_runs(layout_name, runs, **options)
 
 
 def table_of_runs(
@@ -266,7 +251,12 @@ def table_of_runs(
     seed: int = 0,
     metric: str = "strict",
 ) -> Table:
-    """`build_table` for runs already loaded (a report or a plot that has judged its run's records)."""
+    """Runs already loaded (a report or a plot that has judged its run's records; `build_table` reads them)
+    in one layout, with the published rows when reference="paper".
+
+    metric: the run rows' figures, "strict" or "mmad" (MMAD's rule); intervals and
+    McNemar's test follow it. Published rows are printed as published either way.
+    """
     check_metric(metric)
     if reference is not None and reference not in REFERENCES:
         raise UserError(f"unknown reference {reference!r}: use one of {', '.join(REFERENCES)}")
